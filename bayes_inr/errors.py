@@ -1,0 +1,29 @@
+"""Input validation: one exception type and the checks every entry point shares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad user input: a wrong shape, a non-finite value, an unknown option.
+
+    Command-line tools print its message on one line and exit with status 2.
+    """
+
+
+def check_finite(name: str, array) -> None:
+    """Raise :class:`InputError` if ``array`` holds NaN or infinity."""
+    values = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array)
+    if values.size == 0:
+        raise InputError(f"{name} is empty")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise InputError(f"{name} holds {int(bad.sum())} non-finite values (NaN or inf)")
+
+
+def check_choice(name: str, value: str, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`InputError`."""
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(sorted(choices))}")
+    return value
