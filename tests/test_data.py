@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+
+from bayes_inr import Geometry, InputError, RadonOperator
+from bayes_inr.data import (
+    add_noise,
+    benchmark_ids,
+    benchmark_sample,
+    build_benchmark,
+    load_benchmark,
+    main,
+    phantom_sample,
+    project_truth,
+    simulate,
+    write_dataset,
+)
+from bayes_inr.phantoms import MODIFIED_SHEPP_LOGAN, random_ellipses, random_phantom, render
+
+
+def test_phantom_seeded_perturbed_and_clipped():
+    a, b = random_phantom(1, 32), random_phantom(1, 32)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, random_phantom(2, 32))
+    assert a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(random_ellipses(0, std=0), MODIFIED_SHEPP_LOGAN)
+    deltas = random_ellipses(7) - MODIFIED_SHEPP_LOGAN
+    assert 0.03 < deltas[:, [0, 3, 4, 5]].std() < 0.07
+
+
+def test_render_supersampling_is_consistent():
+    table = random_ellipses(3)
+    coarse = render(table, 16, supersample=4)
+    fine = render(table, 32, supersample=2).reshape(16, 2, 16, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(coarse, fine, atol=1e-6)
+
+
+def test_fine_protocol_is_close_but_not_the_inverse_crime():
+    sample = phantom_sample(0, 12, size=32)
+    same = project_truth(sample.ground_truth, sample.geometry, protocol="same")
+    rel = np.linalg.norm(sample.sinogram - same) / np.linalg.norm(same)
+    assert 1e-3 < rel < 0.05
+    op = RadonOperator(sample.geometry)
+    np.testing.assert_allclose(same, op(torch.from_numpy(sample.ground_truth)).numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_noise_by_snr_and_sigma():
+    clean = np.ones((10, 20), np.float32)
+    noisy, sigma = add_noise(clean, snr_db=20, seed=1)
+    assert sigma == pytest.approx(0.1)
+    assert np.std(noisy - clean) == pytest.approx(0.1, rel=0.15)
+    again, _ = add_noise(clean, snr_db=20, seed=1)
+    np.testing.assert_array_equal(noisy, again)
+    assert add_noise(clean)[1] == 0.0
+    with pytest.raises(InputError, match="either"):
+        add_noise(clean, snr_db=1, sigma=1)
+
+
+def test_benchmark_round_trip_and_bit_identical(tmp_path):
+    ds = build_benchmark(size=16, views=(3, 5), n_phantoms=4)
+    path = write_dataset(ds, tmp_path / "b.nc")
+    loaded = load_benchmark(path)
+    assert benchmark_ids(loaded, "val") == [0, 1, 2, 3]
+    sample = benchmark_sample(loaded, 2, 5)
+    assert sample.sinogram.shape == (5, Geometry(16, 5).n_detectors)
+    np.testing.assert_array_equal(sample.ground_truth, ds.image.values[2])
+    assert loaded.attrs["protocol"] == "fine"
+    write_dataset(build_benchmark(size=16, views=(3, 5), n_phantoms=4), tmp_path / "c.nc")
+    assert (tmp_path / "b.nc").read_bytes() == (tmp_path / "c.nc").read_bytes()
+    with pytest.raises(InputError, match="no 7-view"):
+        benchmark_sample(loaded, 0, 7)
+    with pytest.raises(InputError, match="image id"):
+        benchmark_sample(loaded, 11, 5)
+
+
+def test_shipped_benchmark_matches_its_generator():
+    ds = load_benchmark("data/benchmark_128.nc")
+    assert list(ds.split.values) == ["val"] * 5 + ["test"] * 5
+    fresh = phantom_sample(6, 20, 128)
+    np.testing.assert_array_equal(ds.image.values[6], fresh.ground_truth)
+    np.testing.assert_array_equal(ds.sinogram_20.values[6], fresh.sinogram)
+
+
+def test_bad_input(tmp_path, capsys):
+    with pytest.raises(InputError, match="square"):
+        simulate(np.zeros((4, 5)), 3)
+    with pytest.raises(InputError, match="non-finite"):
+        simulate(np.full((4, 4), np.nan), 3)
+    with pytest.raises(InputError, match="n_views"):
+        simulate(np.zeros((4, 4)), 0)
+    with pytest.raises(InputError, match="protocol"):
+        simulate(np.zeros((4, 4)), 3, protocol="exact")
+    empty = tmp_path / "empty.nc"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        load_benchmark(empty)
+    with pytest.raises(InputError, match="not found"):
+        load_benchmark(tmp_path / "missing.nc")
+    (tmp_path / "junk.nc").write_text("not netcdf")
+    with pytest.raises(InputError, match="cannot read"):
+        load_benchmark(tmp_path / "junk.nc")
+    assert main(["--views", "0", "--out", str(tmp_path / "x.nc")]) == 2
+    assert capsys.readouterr().err.startswith("error:")
