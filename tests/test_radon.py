@@ -16,7 +16,7 @@ def test_matches_astra_create_sino(size, projector):
     ours = op(torch.from_numpy(images)).numpy()
     vol, proj = geometry.astra_geometries()
     pid = astra.create_projector(projector, proj, vol)
-    for image, sino in zip(images, ours):
+    for image, sino in zip(images, ours, strict=True):
         sid, ref = astra.create_sino(image, pid)
         astra.data2d.delete(sid)
         ref = ref * geometry.pixel_size

@@ -1,0 +1,136 @@
+"""The implicit neural representation: random Fourier features and an MLP.
+
+The network is written functionally: its weights are a dict of tensors, each with
+any number of leading *draw* dimensions, so that one call renders the image of
+every posterior draw at once (one batched matmul per layer, no Python loop over
+draws). :class:`INR` holds the architecture and the fixed Fourier matrix; the
+Pyro model (:mod:`bayes_inr.model`) samples the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import InputError, check_choice
+
+ACTIVATIONS = ("relu", "silu", "sine", "softplus", "tanh")
+HEADS = ("linear", "sigmoid")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """INR hyperparameters.
+
+    Parameters
+    ----------
+    depth : int
+        Number of hidden layers.
+    width : int
+        Units per hidden layer.
+    omega0 : float
+        Standard deviation of the Gaussian Fourier matrix (the paper's "RFF frequency").
+    n_features : int
+        Fourier frequencies m; the embedding has 2m inputs. 0 means ``width // 2``.
+    activation : str
+        One of ``relu``, ``silu``, ``sine`` (SIREN, ``sin(sine_w0 z)``), ``softplus``, ``tanh``.
+    head : str
+        ``linear`` or ``sigmoid`` output.
+    sine_w0 : float
+        SIREN frequency factor, used by ``sine`` only.
+    """
+
+    depth: int = 3
+    width: int = 128
+    omega0: float = 5.0
+    n_features: int = 0
+    activation: str = "relu"
+    head: str = "linear"
+    sine_w0: float = 30.0
+
+    def __post_init__(self):
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("head", self.head, HEADS)
+        if self.depth < 1 or self.width < 1 or self.n_features < 0:
+            raise InputError(f"depth and width must be >= 1 (got {self.depth}, {self.width})")
+        if not self.omega0 > 0:
+            raise InputError(f"omega0 must be positive, got {self.omega0}")
+
+    @property
+    def features(self) -> int:
+        return self.n_features or max(self.width // 2, 1)
+
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of every linear layer, input to output."""
+        dims = [2 * self.features] + [self.width] * self.depth + [1]
+        return list(zip(dims[:-1], dims[1:], strict=True))
+
+
+class INR:
+    """An INR on the pixel grid of a geometry.
+
+    Parameters
+    ----------
+    arch : Architecture
+    coords : torch.Tensor
+        Pixel-centre coordinates (N, N, 2) in [-1, 1].
+    seed : int
+        Seed of the Fourier matrix (fixed: neither learned nor given a prior).
+    """
+
+    def __init__(self, arch: Architecture, coords: torch.Tensor, seed: int = 0):
+        self.arch = arch
+        self.shape = tuple(coords.shape[:2])
+        gen = torch.Generator().manual_seed(seed)
+        self.fourier = arch.omega0 * torch.randn(2, arch.features, generator=gen,
+                                                 dtype=torch.float64)
+        proj = 2 * math.pi * coords.reshape(-1, 2).double() @ self.fourier
+        self.embedding = torch.cat([proj.cos(), proj.sin()], dim=-1).to(coords.dtype)
+
+    def to(self, device=None, dtype=None) -> INR:
+        self.embedding = self.embedding.to(device=device, dtype=dtype)
+        return self
+
+    def param_shapes(self) -> dict[str, tuple[tuple[int, ...], int]]:
+        """Site name -> (shape, fan_in), input layer first."""
+        shapes = {}
+        for i, (fan_in, fan_out) in enumerate(self.arch.layer_sizes()):
+            shapes[f"layer{i}.weight"] = ((fan_out, fan_in), fan_in)
+            shapes[f"layer{i}.bias"] = ((fan_out,), fan_in)
+        return shapes
+
+    def init_params(self, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Standard initial weights: PyTorch's Linear default, or SIREN's for ``sine``."""
+        gen = torch.Generator().manual_seed(seed)
+        params = {}
+        for name, (shape, fan_in) in self.param_shapes().items():
+            bound = 1 / math.sqrt(fan_in)
+            if self.arch.activation == "sine" and name.endswith("weight"):
+                first = name.startswith("layer0.")
+                bound = 1 / fan_in if first else math.sqrt(6 / fan_in) / self.arch.sine_w0
+            u = torch.rand(shape, generator=gen, dtype=self.embedding.dtype)
+            params[name] = ((2 * u - 1) * bound).to(self.embedding.device)
+        return params
+
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        act = self.arch.activation
+        if act == "sine":
+            return torch.sin(self.arch.sine_w0 * h)
+        return {"relu": torch.relu, "silu": torch.nn.functional.silu,
+                "softplus": torch.nn.functional.softplus, "tanh": torch.tanh}[act](h)
+
+    def render(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Images (*draws, N, N) for weights with leading draw dimensions."""
+        n_layers = self.arch.depth + 1
+        h = self.embedding
+        for i in range(n_layers):
+            weight, bias = params[f"layer{i}.weight"], params[f"layer{i}.bias"]
+            h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+            if i < n_layers - 1:
+                h = self._activate(h)
+        out = h.squeeze(-1)
+        if self.arch.head == "sigmoid":
+            out = torch.sigmoid(out)
+        return out.reshape(*out.shape[:-1], *self.shape)

@@ -1,0 +1,127 @@
+"""Priors over INR weights, written in Python.
+
+A prior is any callable ``prior(site_name, shape, fan_in) -> pyro distribution``
+whose samples have the site's ``shape`` (an event of that shape, or a batch that
+the model turns into one). Plain two-argument callables ``(site_name, shape)``
+are accepted too, so a user prior can be a lambda::
+
+    prior = lambda name, shape: dist.StudentT(3.0, 0.0, 0.5).expand(shape)
+
+The classes below cover the usual choices; :class:`PerLayer` mixes them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import pyro.distributions as dist
+import torch
+
+from .errors import InputError, check_choice
+
+
+class Prior(ABC):
+    """Base class: subclasses return a distribution for one weight site."""
+
+    @abstractmethod
+    def __call__(self, name: str, shape: tuple[int, ...], fan_in: int):
+        """The distribution of site ``name`` of ``shape`` in a layer with ``fan_in`` inputs."""
+
+    def describe(self) -> dict:
+        """The prior as plain data, for the configuration stored with a run."""
+        return {"kind": type(self).__name__, **vars(self)}
+
+
+class Normal(Prior):
+    """iid Normal(0, scale^2) on every weight and bias."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = float(scale)
+
+    def __call__(self, name, shape, fan_in):
+        return dist.Normal(0.0, self.scale).expand(shape)
+
+
+class FanInNormal(Prior):
+    """Normal(0, 1 / (tau * fan_in)): the fan-in scaled prior the authors used for HMC."""
+
+    def __init__(self, tau: float = 0.2):
+        self.tau = float(tau)
+
+    def __call__(self, name, shape, fan_in):
+        return dist.Normal(0.0, 1.0 / math.sqrt(self.tau * fan_in)).expand(shape)
+
+
+class Laplace(Prior):
+    """iid Laplace(0, scale) on every weight and bias."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = float(scale)
+
+    def __call__(self, name, shape, fan_in):
+        return dist.Laplace(0.0, self.scale).expand(shape)
+
+
+class PerLayer(Prior):
+    """A different prior per layer: ``{layer index or site name: prior}`` plus a default.
+
+    ``PerLayer({0: Normal(10.0)}, default=FanInNormal(0.2))`` gives the input layer
+    a wide prior and every other layer the fan-in prior.
+    """
+
+    def __init__(self, layers: dict, default: Prior):
+        self.layers = dict(layers)
+        self.default = default
+
+    def __call__(self, name, shape, fan_in):
+        layer = int(name.split(".")[0].removeprefix("layer"))
+        prior = self.layers.get(name, self.layers.get(layer, self.default))
+        return as_prior(prior)(name, shape, fan_in)
+
+    def describe(self) -> dict:
+        return {"kind": "PerLayer", "default": as_prior(self.default).describe(),
+                "layers": {str(k): as_prior(v).describe() for k, v in self.layers.items()}}
+
+
+class Custom(Prior):
+    """Wraps a user callable ``(site_name, shape) -> distribution`` (or with ``fan_in``)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self._takes_fan_in = len(inspect.signature(fn).parameters) >= 3
+
+    def __call__(self, name, shape, fan_in):
+        return self.fn(name, shape, fan_in) if self._takes_fan_in else self.fn(name, shape)
+
+    def describe(self) -> dict:
+        return {"kind": "Custom", "fn": getattr(self.fn, "__qualname__", repr(self.fn))}
+
+
+PRIORS = {"normal": Normal, "fan_in_normal": FanInNormal, "laplace": Laplace}
+
+
+def as_prior(prior) -> Prior:
+    """A :class:`Prior` from a Prior, a callable, or a spec ``"name"`` / ``"name:param"``."""
+    if isinstance(prior, Prior):
+        return prior
+    if isinstance(prior, str):
+        name, _, value = prior.partition(":")
+        check_choice("prior", name, PRIORS)
+        try:
+            return PRIORS[name](float(value)) if value else PRIORS[name]()
+        except ValueError:
+            raise InputError(f"prior parameter must be a number, got {prior!r}") from None
+    if callable(prior):
+        return Custom(prior)
+    raise InputError(f"a prior must be a Prior, a callable or a string, got {type(prior).__name__}")
+
+
+def site_distribution(prior: Prior, name: str, shape: tuple[int, ...], fan_in: int):
+    """The prior's distribution for a site, as an event of exactly ``shape``."""
+    d = prior(name, shape, fan_in)
+    if tuple(d.batch_shape) + tuple(d.event_shape) != tuple(shape):
+        d = d.expand(torch.Size(shape)[: len(shape) - len(d.event_shape)])
+    return d.to_event(len(d.batch_shape))
