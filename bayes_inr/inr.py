@@ -39,7 +39,8 @@ class Architecture:
     head : str
         ``linear`` or ``sigmoid`` output.
     sine_w0 : float
-        SIREN frequency factor, used by ``sine`` only.
+        SIREN frequency factor, used by ``sine`` only. The Fourier features already
+        carry the frequencies, so the default is 1 rather than SIREN's 30.
     """
 
     depth: int = 3
@@ -48,7 +49,7 @@ class Architecture:
     n_features: int = 0
     activation: str = "relu"
     head: str = "linear"
-    sine_w0: float = 30.0
+    sine_w0: float = 1.0
 
     def __post_init__(self):
         check_choice("activation", self.activation, ACTIVATIONS)

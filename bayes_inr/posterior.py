@@ -136,7 +136,7 @@ def _attrs(*, method: str, config_json: str, seed, device, wall_time) -> dict:
         "config": config_json,
         "bayes_inr_version": str(__version__),
         "device": str(device) if device is not None else None,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if seed is not None:
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):

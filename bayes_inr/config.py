@@ -1,0 +1,87 @@
+"""Fit configurations: one flat dataclass, TOML files under ``models/``, CLI overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import InputError
+from .inr import Architecture
+
+INFERENCE = ("map", "bbb", "mcd")
+
+
+def _field(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class FitConfig:
+    """Every hyperparameter of a fit; each field's help is the CLI's help text."""
+
+    inference: str = _field("mcd", "inference method: map, bbb or mcd")
+    depth: int = _field(3, "hidden layers of the MLP")
+    width: int = _field(128, "units per hidden layer")
+    omega0: float = _field(2.0, "std of the Gaussian Fourier matrix (the paper's RFF frequency)")
+    n_features: int = _field(0, "Fourier frequencies m (embedding 2m); 0 means width // 2")
+    activation: str = _field("relu", "relu, silu, sine, softplus or tanh")
+    head: str = _field("linear", "output head: linear or sigmoid")
+    sine_w0: float = _field(1.0, "frequency factor of the sine activation")
+    prior: str = _field("normal:1.0", "weight prior: normal:SCALE, fan_in_normal:TAU or laplace:SCALE")
+    sigma: float = _field(0.0, "noise std of the sinogram likelihood; 0 = the data's, else 0.01")
+    infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
+    tv_weight: float = _field(0.0, "weight of the total-variation factor")
+    steps: int = _field(2000, "optimisation steps")
+    lr: float = _field(1e-3, "initial Adam learning rate")
+    lr_final: float = _field(0.1, "final learning rate as a fraction of lr (exponential decay)")
+    dropout: float = _field(0.1, "MCD: probability p of dropping a unit")
+    kl_factor: float = _field(1e-3, "BBB: factor xi on the KL term")
+    init_scale: float = _field(1e-3, "BBB: initial std of the mean-field guide")
+    particles: int = _field(1, "ELBO particles per step")
+    draws: int = _field(100, "posterior draws to store")
+    seed: int = _field(0, "seed of the Fourier matrix, the initial weights and the sampler")
+    device: str = _field("cpu", "cpu or cuda")
+    threads: int = _field(0, "torch CPU threads; 0 keeps torch's default")
+
+    def __post_init__(self):
+        if self.inference not in INFERENCE:
+            raise InputError(f"unknown inference {self.inference!r}; choose one of "
+                             f"{', '.join(INFERENCE)}")
+        for name in ("steps", "draws", "particles"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0:
+            raise InputError("sigma, lr and tv_weight must be non-negative (lr positive)")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise InputError(f"unknown device {self.device!r}; use cpu or cuda")
+        self.architecture()  # validates the network fields
+
+    def architecture(self) -> Architecture:
+        return Architecture(self.depth, self.width, self.omega0, self.n_features,
+                            self.activation, self.head, self.sine_w0)
+
+    def replace(self, **changes) -> FitConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def field_help() -> dict[str, str]:
+    """Field name -> help text."""
+    return {f.name: f.metadata["help"] for f in fields(FitConfig)}
+
+
+def load_config(path, **overrides) -> FitConfig:
+    """A :class:`FitConfig` from a TOML file (flat keys), then ``overrides``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file {path} not found")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"config file {path} is not valid TOML: {err}") from None
+    known = {f.name for f in fields(FitConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"config file {path} has unknown keys: {', '.join(unknown)}")
+    return FitConfig(**{**values, **overrides})
