@@ -29,7 +29,8 @@ class FitConfig:
     activation: str = _field("relu", "relu, silu, sine, softplus or tanh")
     head: str = _field("linear", "output head: linear or sigmoid")
     sine_w0: float = _field(1.0, "frequency factor of the sine activation")
-    prior: str = _field("normal:1.0", "weight prior: normal:SCALE, fan_in_normal:TAU or laplace:SCALE")
+    prior: str = _field("normal:1.0",
+                        "weight prior: normal:SCALE, fan_in_normal:TAU or laplace:SCALE")
     sigma: float = _field(0.0, "noise std of the sinogram likelihood; 0 = the data's, else 0.01")
     infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
     tv_weight: float = _field(0.0, "weight of the total-variation factor")

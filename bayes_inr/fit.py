@@ -41,20 +41,26 @@ def resolve_sigma(config: FitConfig, sample: Sample) -> float:
     return sample.noise_sigma if sample.noise_sigma else DEFAULT_SIGMA
 
 
-def build_model(sample: Sample, config: FitConfig) -> CTModel:
-    """The Pyro model of ``config`` for ``sample``, on ``config.device``."""
+def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
+    """The Pyro model of ``config`` for ``sample``, on ``config.device``.
+
+    ``prior`` (a :class:`~bayes_inr.priors.Prior` or a callable) replaces ``config.prior``.
+    """
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda requested but torch sees no CUDA device")
     operator = RadonOperator(sample.geometry, device=config.device)
     coords = torch.as_tensor(sample.geometry.pixel_centers(), dtype=torch.float32)
     inr = INR(config.architecture(), coords, seed=config.seed).to(config.device)
-    return CTModel(inr, operator, torch.as_tensor(sample.sinogram), config.prior,
+    return CTModel(inr, operator, torch.as_tensor(sample.sinogram), prior or config.prior,
                    resolve_sigma(config, sample), config.infer_sigma, config.tv_weight)
 
 
-def fit(sample: Sample, config: FitConfig, progress: bool = True) -> az.InferenceData:
+def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None
+        ) -> az.InferenceData:
     """Fit ``config`` to ``sample`` and return its draws as InferenceData.
 
+    ``prior`` optionally replaces ``config.prior`` with a Python prior (see
+    :mod:`bayes_inr.priors`); its description is stored with the run.
     A diverging run keeps the draws of its last good state and records the step
     in the attribute ``diverged_at_step``.
     """
@@ -62,9 +68,10 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True) -> az.Inferenc
         torch.set_num_threads(config.threads)
     pyro.set_rng_seed(config.seed)
     start = time.perf_counter()
-    model = build_model(sample, config)
+    model = build_model(sample, config, prior)
     init = model.inr.init_params(config.seed)
     record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
+                                           "prior_used": model.prior.describe(),
                                            "threads_used": torch.get_num_threads()}
     try:
         result = fit_svi(model, config.inference, init, steps=config.steps, lr=config.lr,

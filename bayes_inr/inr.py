@@ -27,7 +27,8 @@ class Architecture:
     Parameters
     ----------
     depth : int
-        Number of hidden layers.
+        Number of hidden layers; 0 is a linear read-out of the Fourier features (the
+        model is then Bayesian linear regression, with a closed-form posterior).
     width : int
         Units per hidden layer.
     omega0 : float
@@ -54,8 +55,8 @@ class Architecture:
     def __post_init__(self):
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("head", self.head, HEADS)
-        if self.depth < 1 or self.width < 1 or self.n_features < 0:
-            raise InputError(f"depth and width must be >= 1 (got {self.depth}, {self.width})")
+        if self.depth < 0 or self.width < 1 or self.n_features < 0:
+            raise InputError(f"depth must be >= 0 and width >= 1 (got {self.depth}, {self.width})")
         if not self.omega0 > 0:
             raise InputError(f"omega0 must be positive, got {self.omega0}")
 

@@ -17,7 +17,7 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta
-from pyro.optim import ClippedAdam
+from pyro.optim import ExponentialLR
 from tqdm.auto import tqdm
 
 from ..model import CTModel
@@ -65,7 +65,10 @@ def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps
     xi = kl_factor if method == "bbb" else 1.0
     model.latent_scale = xi
     train_guide = poutine.scale(guide, scale=xi) if xi != 1.0 else guide
-    optim = ClippedAdam({"lr": lr, "lrd": lr_final ** (1.0 / max(steps, 1)), "clip_norm": 100.0})
+    # plain Adam: ClippedAdam clamps every gradient element, which the 1/sigma^2 scale of the
+    # likelihood turns into a badly distorted step
+    optim = ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": lr},
+                           "gamma": lr_final ** (1.0 / max(steps, 1))})
     svi = SVI(model, train_guide, optim, Trace_ELBO(num_particles=particles))
     result = SVIResult(guide)
     store = pyro.get_param_store()
@@ -76,6 +79,7 @@ def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps
                                                   desc=method, unit="step") as bar:
             for step in bar:
                 loss = svi.step()
+                optim.step()
                 if not math.isfinite(loss):
                     if saved is not None:
                         store.set_state(saved)

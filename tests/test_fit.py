@@ -1,0 +1,114 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from pyro import poutine
+
+from bayes_inr import posterior
+from bayes_inr.baselines import reconstruct
+from bayes_inr.config import FitConfig, load_config
+from bayes_inr.data import phantom_sample
+from bayes_inr.fit import build_model, fit, main
+from bayes_inr.inference.guides import DropoutGuide
+from bayes_inr.metrics import psnr, score
+
+FAST = {"depth": 2, "width": 32, "omega0": 1.0, "steps": 300, "lr": 3e-3, "draws": 20,
+        "tv_weight": 0.3}
+
+
+@pytest.fixture(scope="module")
+def sample32():
+    return phantom_sample(0, 20, 32)
+
+
+def test_log_likelihood_is_the_gaussian_density(sample32):
+    model = build_model(sample32, FitConfig(depth=1, width=8, sigma=0.05))
+    params = model.inr.init_params(0)
+    trace = poutine.trace(poutine.condition(model, data=params)).get_trace()
+    trace.compute_log_prob()
+    image = model.inr.render(params)
+    residual = sample32.sinogram - model.operator(image).detach().numpy()
+    m = residual.size
+    expected = -0.5 * np.sum((residual / 0.05) ** 2) - m * math.log(0.05 * math.sqrt(2 * math.pi))
+    assert trace.nodes["sinogram"]["log_prob_sum"].item() == pytest.approx(expected, rel=1e-5)
+    prior = sum(trace.nodes[name]["log_prob_sum"].item() for name in params)
+    manual = sum(torch.distributions.Normal(0, 1).log_prob(v).sum().item() for v in params.values())
+    assert prior == pytest.approx(manual, rel=1e-5)
+
+
+def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
+    model = build_model(sample32, FitConfig(depth=2, width=64))
+    guide = DropoutGuide(model, 0.3, model.inr.init_params(0))
+    draws = guide.sample_params(400)
+    w = draws["layer1.weight"]  # (400, 64, 64): columns are the dropped inputs
+    dropped = (w == 0).all(dim=1).float().mean().item()
+    assert dropped == pytest.approx(0.3, abs=0.02)
+    assert (draws["layer0.weight"] != 0).all()  # the Fourier embedding is not dropped
+    torch.testing.assert_close(draws["layer1.bias"][0], draws["layer1.bias"][1])
+
+
+def test_fit_beats_fbp_and_is_reproducible(sample32):
+    config = FitConfig(inference="mcd", dropout=0.05, **FAST)
+    idata = fit(sample32, config, progress=False)
+    images = posterior.image_draws(idata)
+    assert images.shape == (20, 32, 32)
+    fbp = psnr(reconstruct("fbp", sample32.sinogram, sample32.geometry), sample32.ground_truth)
+    assert score(idata)["psnr"] > fbp + 3
+    again = posterior.image_draws(fit(sample32, config, progress=False))
+    np.testing.assert_array_equal(images, again)
+
+
+def test_bbb_with_vanishing_kl_behaves_like_map(sample32):
+    config = FitConfig(**FAST)
+    map_image = posterior.image_draws(fit(sample32, config.replace(inference="map"), False))[0]
+    bbb = posterior.image_draws(fit(sample32, config.replace(inference="bbb", kl_factor=1e-9),
+                                    False))
+    assert np.abs(bbb.mean(0) - map_image).mean() < 0.01
+    assert bbb.std(0).mean() < 0.01
+    wide = posterior.image_draws(fit(sample32, config.replace(inference="bbb", kl_factor=1.0,
+                                                              init_scale=0.05), False))
+    assert wide.std(0).mean() > 3 * bbb.std(0).mean()
+
+
+def test_fewer_views_give_larger_mcd_variance():
+    config = FitConfig(inference="mcd", dropout=0.1, **FAST)
+    variances = [posterior.image_draws(fit(phantom_sample(1, views, 32), config, False)).var(0)
+                 .mean() for views in (4, 24)]
+    assert variances[0] > variances[1]
+
+
+def test_cli_end_to_end_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "run.nc"
+    args = ["--size", "24", "--views", "6", "--steps", "20", "--draws", "5", "--width", "16",
+            "--depth", "1", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    assert "psnr" in capsys.readouterr().out
+    assert posterior.config(posterior.load(out))["width"] == 16
+    bad_sino = tmp_path / "s.npy"
+    np.save(bad_sino, np.full((6, 10), np.nan))
+    cases = [["--inference", "svgd"], ["--views", "0"], ["--config", str(tmp_path / "no.toml")],
+             ["--sinogram", str(bad_sino), "--size", "24"],
+             ["--sinogram", str(bad_sino)], ["--dataset", str(tmp_path / "x.nc")],
+             ["--image", str(tmp_path / "missing.png")], ["--device", "tpu"]]
+    for extra in cases:
+        capsys.readouterr()
+        assert main(args + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, (extra, err)
+
+
+def test_config_files(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('inference = "bbb"\nwidth = 64\n')
+    assert load_config(path, width=32) == FitConfig(inference="bbb", width=32)
+    path.write_text("widht = 64\n")
+    with pytest.raises(Exception, match="unknown keys: widht"):
+        load_config(path)
+
+
+def test_model_configs_load():
+    from pathlib import Path
+
+    for path in sorted(Path("models").glob("*.toml")):
+        load_config(path)

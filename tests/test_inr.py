@@ -1,0 +1,71 @@
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+
+from bayes_inr import Geometry, InputError
+from bayes_inr.inr import ACTIVATIONS, INR, Architecture
+from bayes_inr.priors import FanInNormal, Normal, PerLayer, as_prior, site_distribution
+
+
+def make_inr(**kwargs):
+    coords = torch.as_tensor(Geometry(12, 3).pixel_centers(), dtype=torch.float32)
+    return INR(Architecture(**{"depth": 2, "width": 16, **kwargs}), coords, seed=1)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_batched_render_equals_draw_by_draw(activation):
+    inr = make_inr(activation=activation, head="sigmoid")
+    draws = [inr.init_params(seed) for seed in range(3)]
+    stacked = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
+    images = inr.render(stacked)
+    assert images.shape == (3, 12, 12)
+    for i, params in enumerate(draws):
+        torch.testing.assert_close(images[i], inr.render(params))
+    assert 0 <= images.min() and images.max() <= 1
+
+
+def test_fourier_matrix_is_fixed_by_seed_and_scaled_by_omega0():
+    a, b = make_inr(omega0=3.0), make_inr(omega0=3.0)
+    torch.testing.assert_close(a.embedding, b.embedding)
+    big = make_inr(omega0=300.0, n_features=2000)
+    assert big.fourier.std().item() == pytest.approx(300.0, rel=0.05)
+    assert a.embedding.shape == (144, 16)  # 2 * width // 2 features
+
+
+def test_layer_shapes_and_init():
+    inr = make_inr(depth=3, width=8, n_features=5)
+    shapes = inr.param_shapes()
+    assert shapes["layer0.weight"] == ((8, 10), 10)
+    assert shapes["layer3.weight"] == ((1, 8), 8)
+    assert len(shapes) == 8
+    sine = make_inr(activation="sine", width=64)
+    w = sine.init_params(0)["layer1.weight"]
+    assert w.abs().max() <= math.sqrt(6 / 64) + 1e-6
+
+
+def test_priors():
+    normal = site_distribution(as_prior("normal:2.5"), "layer0.weight", (4, 3), 3)
+    assert normal.event_shape == (4, 3) and normal.batch_shape == ()
+    assert normal.base_dist.scale.unique().item() == 2.5
+    fan = site_distribution(FanInNormal(0.2), "layer1.bias", (4,), 50)
+    assert fan.base_dist.scale.unique().item() == pytest.approx(1 / math.sqrt(0.2 * 50))
+    mixed = PerLayer({0: Normal(10.0)}, default="laplace:0.5")
+    assert mixed("layer0.weight", (2, 2), 2).scale.unique().item() == 10.0
+    assert isinstance(mixed("layer2.bias", (2,), 2), dist.Laplace)
+    custom = as_prior(lambda name, shape: dist.StudentT(3.0, 0.0, 0.5).expand(shape))
+    d = site_distribution(custom, "layer0.weight", (2, 5), 5)
+    assert d.event_shape == (2, 5) and isinstance(d.base_dist, dist.StudentT)
+    assert custom.describe()["kind"] == "Custom"
+
+
+def test_bad_architecture_and_prior():
+    with pytest.raises(InputError, match="activation"):
+        Architecture(activation="gelu")
+    with pytest.raises(InputError, match="depth"):
+        Architecture(depth=-1)
+    with pytest.raises(InputError, match="prior"):
+        as_prior("cauchy:1")
+    with pytest.raises(InputError, match="number"):
+        as_prior("normal:wide")
