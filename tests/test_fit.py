@@ -13,8 +13,8 @@ from bayes_inr.fit import build_model, fit, main
 from bayes_inr.inference.guides import DropoutGuide
 from bayes_inr.metrics import psnr, score
 
-FAST = {"depth": 2, "width": 32, "omega0": 1.0, "steps": 300, "lr": 3e-3, "draws": 20,
-        "tv_weight": 0.3}
+FAST = {"depth": 3, "width": 128, "omega0": 1.0, "steps": 300, "lr": 3e-3, "lr_final": 1.0,
+        "draws": 20}
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +48,18 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     torch.testing.assert_close(draws["layer1.bias"][0], draws["layer1.bias"][1])
 
 
-def test_fit_beats_fbp_and_is_reproducible(sample32):
-    config = FitConfig(inference="mcd", dropout=0.05, **FAST)
-    idata = fit(sample32, config, progress=False)
-    images = posterior.image_draws(idata)
-    assert images.shape == (20, 32, 32)
+def test_map_fit_beats_fbp(sample32):
+    idata = fit(sample32, FitConfig(inference="map", **FAST), progress=False)
+    assert posterior.image_draws(idata).shape == (1, 32, 32)
     fbp = psnr(reconstruct("fbp", sample32.sinogram, sample32.geometry), sample32.ground_truth)
-    assert score(idata)["psnr"] > fbp + 3
+    assert score(idata)["psnr"] > fbp + 1
+
+
+def test_mcd_draws_are_reproducible(sample32):
+    config = FitConfig(inference="mcd", dropout=0.1, **FAST | {"steps": 50})
+    images = posterior.image_draws(fit(sample32, config, progress=False))
+    assert images.shape == (20, 32, 32)
+    assert images.std(axis=0).mean() > 1e-3
     again = posterior.image_draws(fit(sample32, config, progress=False))
     np.testing.assert_array_equal(images, again)
 
@@ -64,11 +69,12 @@ def test_bbb_with_vanishing_kl_behaves_like_map(sample32):
     map_image = posterior.image_draws(fit(sample32, config.replace(inference="map"), False))[0]
     bbb = posterior.image_draws(fit(sample32, config.replace(inference="bbb", kl_factor=1e-9),
                                     False))
-    assert np.abs(bbb.mean(0) - map_image).mean() < 0.01
-    assert bbb.std(0).mean() < 0.01
+    assert np.abs(bbb.mean(0) - map_image).mean() < 0.03
+    assert psnr(bbb.mean(0), sample32.ground_truth) > psnr(map_image, sample32.ground_truth) - 1
+    assert bbb.std(0).mean() < 0.005
     wide = posterior.image_draws(fit(sample32, config.replace(inference="bbb", kl_factor=1.0,
                                                               init_scale=0.05), False))
-    assert wide.std(0).mean() > 3 * bbb.std(0).mean()
+    assert wide.std(0).mean() > 10 * bbb.std(0).mean()
 
 
 def test_fewer_views_give_larger_mcd_variance():
