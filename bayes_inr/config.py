@@ -7,10 +7,13 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, check_choice
 from .inr import Architecture
 
-INFERENCE = ("map", "bbb", "mcd")
+INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts")
+MCMC = ("hmc", "nuts")
+MODELS = ("inr", "gop")
+INITS = ("map", "prior")
 
 
 def _field(default, help: str):
@@ -21,7 +24,9 @@ def _field(default, help: str):
 class FitConfig:
     """Every hyperparameter of a fit; each field's help is the CLI's help text."""
 
-    inference: str = _field("mcd", "inference method: map, bbb or mcd")
+    inference: str = _field("mcd", "inference method: map, bbb, mcd, hmc or nuts")
+    model: str = _field("inr", "image model: inr (the network) or gop (grid of pixels: the "
+                        "image itself, head sigmoid for a sigmoid link)")
     depth: int = _field(3, "hidden layers of the MLP")
     width: int = _field(128, "units per hidden layer")
     omega0: float = _field(2.0, "std of the Gaussian Fourier matrix (the paper's RFF frequency)")
@@ -34,14 +39,32 @@ class FitConfig:
     sigma: float = _field(0.0, "noise std of the sinogram likelihood; 0 = the data's, else 0.01")
     infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
     tv_weight: float = _field(0.0, "weight of the total-variation factor")
-    steps: int = _field(2000, "optimisation steps")
+    steps: int = _field(2000, "optimisation steps (SVI, and the MAP warm start of hmc/nuts)")
     lr: float = _field(1e-3, "initial Adam learning rate")
     lr_final: float = _field(0.1, "final learning rate as a fraction of lr (exponential decay)")
     dropout: float = _field(0.1, "MCD: probability p of dropping a unit")
     kl_factor: float = _field(1e-3, "BBB: factor xi on the KL term")
     init_scale: float = _field(1e-3, "BBB: initial std of the mean-field guide")
     particles: int = _field(1, "ELBO particles per step")
-    draws: int = _field(100, "posterior draws to store")
+    draws: int = _field(100, "posterior draws to store (hmc/nuts: kept draws per chain)")
+    warmup: int = _field(500, "hmc/nuts: warmup transitions per chain (step size and diagonal "
+                         "mass matrix adapted; 0: no adaptation)")
+    thin: int = _field(1, "hmc/nuts: keep every thin-th transition")
+    chains: int = _field(1, "hmc/nuts: number of chains")
+    init: str = _field("map", "hmc/nuts start: map (a MAP fit per chain), prior (the network "
+                       "init) or a saved hmc/nuts run .nc (its last draws)")
+    step_size: float = _field(1.0, "hmc/nuts: initial leapfrog step size (adapted in warmup)")
+    num_steps: int = _field(20, "hmc: leapfrog steps per transition, kept fixed while the step "
+                            "size adapts; 0: use trajectory_length")
+    trajectory_length: float = _field(0.0, "hmc with num_steps 0: fixed trajectory length "
+                                      "(steps = length / step size)")
+    max_tree_depth: int = _field(8, "nuts: maximum tree depth")
+    target_accept: float = _field(0.8, "hmc/nuts: target acceptance probability of warmup")
+    jit: bool = _field(False, "hmc/nuts: torch.compile the potential and its gradient "
+                       "(pays for long runs)")
+    save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")
+    checkpoint_every: int = _field(100, "hmc/nuts: write the output file every this many "
+                                   "kept draws")
     seed: int = _field(0, "seed of the Fourier matrix, the initial weights and the sampler")
     device: str = _field("cpu", "cpu or cuda")
     threads: int = _field(0, "torch CPU threads; 0 keeps torch's default")
@@ -50,9 +73,22 @@ class FitConfig:
         if self.inference not in INFERENCE:
             raise InputError(f"unknown inference {self.inference!r}; choose one of "
                              f"{', '.join(INFERENCE)}")
-        for name in ("steps", "draws", "particles"):
+        check_choice("model", self.model, MODELS)
+        for name in ("steps", "draws", "particles", "thin", "chains", "max_tree_depth",
+                     "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup", "num_steps", "trajectory_length"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if not self.step_size > 0 or not 0 < self.target_accept < 1:
+            raise InputError("step_size must be positive and target_accept in (0, 1)")
+        if self.inference == "hmc" and not (self.num_steps or self.trajectory_length):
+            raise InputError("hmc needs num_steps > 0 or trajectory_length > 0")
+        if self.init not in INITS and not self.init.endswith(".nc"):
+            raise InputError(f"unknown init {self.init!r}; use map, prior or a run file .nc")
+        if self.model == "gop" and self.inference == "mcd":
+            raise InputError("mcd drops hidden units of the network: it needs --model inr")
         if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0:
             raise InputError("sigma, lr and tv_weight must be non-negative (lr positive)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

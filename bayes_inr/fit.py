@@ -4,12 +4,17 @@
     python -m bayes_inr.fit --dataset data/benchmark_128.nc --image-id 3 --views 20
     python -m bayes_inr.fit --image slice.dcm --views 20 --noise-snr 40
     python -m bayes_inr.fit --sinogram sino.npy --size 128 --config models/mcd_20.toml
+    python -m bayes_inr.fit --inference nuts --size 64 --chains 4 --draws 500 --out nuts.nc
+    python -m bayes_inr.fit --resume nuts.nc                           # after an interruption
+    python -m bayes_inr.fit --inference hmc --model gop --tv-weight 30 --out gop.nc
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,11 +25,13 @@ import pyro
 import torch
 
 from . import posterior
-from .config import FitConfig, field_help, load_config
+from .config import MCMC, FitConfig, field_help, load_config
 from .data import Sample, benchmark_sample, load_benchmark, phantom_sample, simulate
 from .errors import InputError
 from .geometry import Geometry
+from .gop import gop_model
 from .images import load_image
+from .inference import hmc
 from .inference.svi import DivergenceError, draw_images, fit_svi
 from .inr import INR
 from .metrics import score, score_table
@@ -32,6 +39,8 @@ from .model import CTModel
 from .radon import RadonOperator
 
 DEFAULT_SIGMA = 0.01
+RESUME_MAY_CHANGE = ("threads", "checkpoint_every")
+"""Config fields that a resumed run may change (they do not change the draws)."""
 
 
 def resolve_sigma(config: FitConfig, sample: Sample) -> float:
@@ -49,30 +58,44 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda requested but torch sees no CUDA device")
     operator = RadonOperator(sample.geometry, device=config.device)
+    sinogram = torch.as_tensor(sample.sinogram)
+    if config.model == "gop":
+        return gop_model(operator, sinogram, prior or config.prior, resolve_sigma(config, sample),
+                         config.infer_sigma, config.tv_weight, link=config.head)
     coords = torch.as_tensor(sample.geometry.pixel_centers(), dtype=torch.float32)
     inr = INR(config.architecture(), coords, seed=config.seed).to(config.device)
-    return CTModel(inr, operator, torch.as_tensor(sample.sinogram), prior or config.prior,
+    return CTModel(inr, operator, sinogram, prior or config.prior,
                    resolve_sigma(config, sample), config.infer_sigma, config.tv_weight)
 
 
-def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None
-        ) -> az.InferenceData:
+def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
+        out: Path | None = None, resume: az.InferenceData | None = None) -> az.InferenceData:
     """Fit ``config`` to ``sample`` and return its draws as InferenceData.
 
     ``prior`` optionally replaces ``config.prior`` with a Python prior (see
     :mod:`bayes_inr.priors`); its description is stored with the run.
     A diverging run keeps the draws of its last good state and records the step
     in the attribute ``diverged_at_step``.
+
+    hmc/nuts (:mod:`bayes_inr.inference.hmc`) write the draws so far to ``out``
+    (atomically) every ``config.checkpoint_every`` kept draws, at the end of every
+    chain, and on KeyboardInterrupt, which is then re-raised. ``resume`` is such a
+    file's InferenceData: its chains continue from their last kept draws (its
+    configuration must be ``config``, up to :data:`RESUME_MAY_CHANGE`).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
     pyro.set_rng_seed(config.seed)
     start = time.perf_counter()
     model = build_model(sample, config, prior)
-    init = model.inr.init_params(config.seed)
     record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
                                            "prior_used": model.prior.describe(),
                                            "threads_used": torch.get_num_threads()}
+    if config.inference in MCMC:
+        return _fit_mcmc(sample, config, model, record, start, progress, out, resume)
+    if resume is not None:
+        raise InputError("only hmc/nuts runs can be resumed")
+    init = model.inr.init_params(config.seed)
     try:
         result = fit_svi(model, config.inference, init, steps=config.steps, lr=config.lr,
                          lr_final=config.lr_final, dropout=config.dropout,
@@ -90,6 +113,81 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None
         method=config.inference, config=record, ground_truth=sample.ground_truth,
         seed=config.seed, wall_time=time.perf_counter() - start, device=config.device,
         extra_constant={"loss": (("step",), np.asarray(result.losses))})
+
+
+def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, start: float,
+              progress: bool, out: Path | None, resume: az.InferenceData | None
+              ) -> az.InferenceData:
+    """hmc/nuts: chains from MAP (or other) starts, checkpointed to ``out``."""
+    potential = hmc.FlatPotential(model, jit=config.jit)
+    settings = hmc.MCMCSettings.from_config(config)
+    if resume is not None:
+        check_resumable(resume, record)
+        run = hmc.MCMCRun.from_inference_data(potential, settings, resume)
+        earlier = float(resume.posterior_predictive.attrs.get("wall_time", 0.0))
+    else:
+        inits = hmc.initial_points(potential, config.init, config.chains, config.seed,
+                                   steps=config.steps, lr=config.lr, lr_final=config.lr_final,
+                                   progress=progress)
+        run, earlier = hmc.MCMCRun(potential, settings, inits), 0.0
+        record["map_seconds"] = time.perf_counter() - start
+    meta = {"sinogram": sample.sinogram, "angles": sample.geometry.angles,
+            "method": config.inference, "config": record, "ground_truth": sample.ground_truth,
+            "seed": config.seed, "device": config.device}
+
+    def inference_data():
+        return run.inference_data(**meta, wall_time=earlier + time.perf_counter() - start)
+
+    def save(run):
+        posterior.save(inference_data(), out)
+
+    try:
+        run.run(progress, checkpoint=save if out is not None else None)
+    except KeyboardInterrupt:
+        idata = inference_data()
+        if out is not None and idata is not None:
+            posterior.save(idata, out)
+            print(f"interrupted: the draws so far are in {out}; continue with "
+                  f"--resume {out}", file=sys.stderr)
+        else:
+            print("interrupted before the first kept draw: nothing written", file=sys.stderr)
+        raise
+    return inference_data()
+
+
+def check_resumable(idata: az.InferenceData, record: dict) -> None:
+    """Raise :class:`InputError` unless ``idata`` is a run of the configuration ``record``
+    (the config fields, the prior and sigma used; up to :data:`RESUME_MAY_CHANGE`)."""
+    stored = posterior.config(idata)
+    names = [f.name for f in dataclasses.fields(FitConfig)] + ["prior_used", "sigma_used"]
+    current = json.loads(json.dumps({name: record[name] for name in names}))
+    differ = [name for name, value in current.items()
+              if name not in RESUME_MAY_CHANGE and stored.get(name) != value]
+    if differ:
+        raise InputError("the resumed file is a run of another configuration: "
+                         + ", ".join(f"{name} {stored.get(name)!r} there, {current[name]!r} now"
+                                     for name in differ))
+
+
+def resume_inputs(path: Path, overrides: dict) -> tuple[Sample, FitConfig, az.InferenceData]:
+    """The sample, configuration and draws of a saved hmc/nuts run to resume."""
+    idata = posterior.load(path)
+    stored = posterior.config(idata)
+    if stored.get("inference") not in MCMC:
+        raise InputError(f"{path} is a {stored.get('inference', 'non-hmc')} run; only hmc/nuts "
+                         "runs can be resumed")
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    config = FitConfig(**{name: stored[name] for name in names if name in stored} | overrides)
+    sinogram = np.asarray(idata.observed_data["sinogram"].values)
+    size = idata.posterior_predictive["image"].shape[-1]
+    geometry = Geometry(int(size), sinogram.shape[0], sinogram.shape[1])
+    if not np.allclose(geometry.angles, idata.observed_data["angle"].values):
+        raise InputError(f"{path}: its angles are not {sinogram.shape[0]} even views on [0, pi)")
+    const = idata.constant_data
+    truth = const["ground_truth"].values if "ground_truth" in const else None
+    sample = Sample(geometry, sinogram, truth, noise_sigma=stored.get("sigma_used"),
+                    name=Path(path).stem)
+    return sample, config, idata
 
 
 def sample_from_args(args) -> Sample:
@@ -146,7 +244,11 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--size", type=int, help="image side N (default 128 for phantoms)")
     src.add_argument("--noise-snr", type=float, help="add Gaussian noise at this SNR (dB)")
     p.add_argument("--config", type=Path, help="TOML model configuration, e.g. models/mcd_20.toml")
-    p.add_argument("--out", type=Path, default=Path("run.nc"), help="output InferenceData file")
+    p.add_argument("--out", type=Path,
+                   help="output InferenceData file (default run.nc; with --resume that file)")
+    p.add_argument("--resume", type=Path,
+                   help="continue an interrupted hmc/nuts run file (its data and configuration; "
+                        "only --threads and --checkpoint-every may change)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     hyper = p.add_argument_group("hyperparameters (override the config file)")
     helps = field_help()
@@ -162,20 +264,51 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)
                  if getattr(args, f.name) is not None}
+    out = args.out or args.resume or Path("run.nc")
+    mcmc = False
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill saves the draws so far
     try:
-        config = load_config(args.config, **overrides) if args.config else FitConfig(**overrides)
-        sample = sample_from_args(args)
-        idata = fit(sample, config, progress=not args.quiet)
-        posterior.save(idata, args.out)
+        if args.resume:
+            inputs = [f"--{name}" for name in ("config", "dataset", "image", "sinogram", "views",
+                                               "size", "noise_snr") if getattr(args, name)]
+            if inputs:
+                raise InputError(f"--resume takes data and configuration from the file; "
+                                 f"drop {' '.join(inputs)}")
+            sample, config, resumed = resume_inputs(args.resume, overrides)
+        else:
+            config = (load_config(args.config, **overrides) if args.config
+                      else FitConfig(**overrides))
+            sample, resumed = sample_from_args(args), None
+        mcmc = config.inference in MCMC
+        if mcmc:
+            print(f"{config.inference}: {config.chains} chain(s) of {config.warmup} warmup + "
+                  f"{config.draws} x {config.thin} transitions, "
+                  f"{config.threads or torch.get_num_threads()} torch "
+                  f"thread(s), device {config.device}", flush=True)
+        idata = fit(sample, config, progress=not args.quiet, out=out if mcmc else None,
+                    resume=resumed)
+        posterior.save(idata, out)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({config.inference}, {config.draws} draws requested, "
+    except KeyboardInterrupt:
+        if not mcmc:  # hmc/nuts said what they saved
+            print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"wrote {out} ({config.inference}, {config.draws} draws requested, "
           f"{idata.posterior_predictive.attrs['wall_time']:.1f} s)")
+    if mcmc:
+        print(hmc.diagnostics(idata))
     if sample.ground_truth is not None:
         print(score_table([score(idata)]))
     return 0

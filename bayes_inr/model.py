@@ -38,8 +38,9 @@ class CTModel:
 
     Parameters
     ----------
-    inr : INR
-        The network on the reconstruction grid.
+    inr : INR or PixelGrid
+        The image representation on the reconstruction grid: the network, or the pixels
+        themselves (:mod:`bayes_inr.gop`).
     operator : RadonOperator
         The forward projector ``A`` of the same geometry.
     sinogram : torch.Tensor

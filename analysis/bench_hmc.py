@@ -1,0 +1,368 @@
+"""Benchmark: this package's Pyro HMC/NUTS against NumPyro on the identical INR posterior.
+
+    pip install jax numpyro                       # the benchmark's extras (not runtime deps)
+    python analysis/bench_hmc.py > analysis/results/bench_hmc.txt
+    python analysis/bench_hmc.py --quick          # a smoke run of the whole script
+
+The posterior: phantom 0 at 64 x 64, 20 views, noisy sinogram (SNR given below), an INR
+of width 64 and depth 2 (ReLU, 32 Fourier frequencies, omega0 2), fan-in Normal prior
+(tau 0.2), Gaussian likelihood with a fixed sigma: 8,385 parameters, float32, the
+process pinned to one CPU core (torch with one thread; XLA single-threaded by flags, and
+its own thread pool confined to that core). Both samplers start at the same MAP point, run
+the same warmup (step size by dual averaging to a target acceptance of 0.8, a heuristic
+step size at every window start, a regularised diagonal mass matrix in Stan's windows)
+and the same number of draws of one chain. NumPyro gets the very same potential written
+in JAX (the projection as a segment sum over the same CSR matrix; the script checks that
+both potentials agree at the start).
+
+Reported: the potential-plus-gradient micro-benchmark (torch eager, torch.compile, JAX
+jit), a profile of where the time of one evaluation goes, and per sampler run:
+gradient evaluations per CPU second of the sampling phase (CPU time of this process,
+robust against other jobs on the machine; wall clock beside it), the median bulk ESS of 20 fixed
+pixels (:func:`bayes_inr.inference.hmc.representative_pixels`) and ESS per second.
+NumPyro runs twice and its second run (compiled code cached) is reported.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core for both sides: XLA's CPU runtime keeps a thread pool of its own whatever the
+# flags say, so the process is pinned to one CPU before torch and JAX start.
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                      "intra_op_parallelism_threads=1")
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from pyro.infer.mcmc import MCMC  # noqa: E402
+
+from bayes_inr.config import FitConfig  # noqa: E402
+from bayes_inr.data import phantom_sample  # noqa: E402
+from bayes_inr.fit import build_model  # noqa: E402
+from bayes_inr.inference import hmc  # noqa: E402
+from bayes_inr.radon import projection_matrix  # noqa: E402
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
+
+SNR_DB = 30.0
+CLOCK = time.process_time
+"""CPU seconds of this process: robust against other jobs on the machine (wall clock is
+reported beside it)."""
+CONFIG = FitConfig(depth=2, width=64, omega0=2.0, prior="fan_in_normal:0.2", steps=1500,
+                   lr=3e-3)
+
+
+def ess_of_pixels(images: np.ndarray) -> np.ndarray:
+    """Bulk ESS of the 20 fixed pixels of one chain of images (draws, N, N)."""
+    import arviz as az
+
+    ys, xs = hmc.representative_pixels(images.shape[1:])
+    return az.ess(az.convert_to_dataset({"pixel": images[None, :, ys, xs]}))["pixel"].values
+
+
+def time_it(fn, n: int) -> float:
+    """Median seconds of ``n`` calls."""
+    times = []
+    for _ in range(n):
+        start = CLOCK()
+        fn()
+        times.append(CLOCK() - start)
+    return statistics.median(times)
+
+
+# ----------------------------------------------------------------------------- JAX twin
+
+
+def jax_potential(potential: hmc.FlatPotential):
+    """The same ``U(theta)`` in JAX (float32), with the same constants."""
+    import jax
+    import jax.numpy as jnp
+
+    model = potential.model
+    matrix = projection_matrix(model.operator.geometry, model.operator.projector)
+    rows = jnp.asarray(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr)), jnp.int32)
+    cols, vals = jnp.asarray(matrix.indices, jnp.int32), jnp.asarray(matrix.data)
+    embedding = jnp.asarray(model.inr.embedding.cpu().numpy())
+    data = jnp.asarray(model.sinogram.reshape(-1).cpu().numpy())
+    loc, inv_scale, constant = (t if isinstance(t, float) else jnp.asarray(t.cpu().numpy())
+                                for t in potential._normal)
+    bounds = np.cumsum([0, *potential.sizes])
+    shapes = list(potential.shapes.values())
+    inv_var = 1.0 / model.sigma ** 2
+    m = data.shape[0]
+    likelihood_constant = -m * math.log(model.sigma) - 0.5 * m * math.log(2 * math.pi)
+
+    def energy(theta):
+        weights = [theta[a:b].reshape(shape) for a, b, shape in
+                   zip(bounds[:-1], bounds[1:], shapes, strict=True)]
+        h = embedding
+        for i in range(0, len(weights), 2):
+            h = h @ weights[i].T + weights[i + 1]
+            if i + 2 < len(weights):
+                h = jax.nn.relu(h)
+        image = h[:, 0]
+        residual = jax.ops.segment_sum(vals * image[cols], rows, num_segments=m) - data
+        z = (theta - loc) * inv_scale
+        return -(constant - 0.5 * z @ z - 0.5 * inv_var * residual @ residual
+                 + likelihood_constant)
+
+    return energy
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def run_pyro(potential, kernel: str, start: torch.Tensor, warmup: int, draws: int, **kw):
+    """One chain of our sampler; timings of warmup and sampling, draws as images."""
+    settings = hmc.MCMCSettings(kernel=kernel, draws=draws, warmup=warmup, **kw)
+    pyro_kernel = hmc.make_kernel(settings, potential)
+    marks, thetas, stats = {}, [], []
+
+    def hook(kernel, params, stage, i):
+        if stage.startswith("Warmup") and i == warmup - 1:
+            marks["warmup"] = (CLOCK(), time.perf_counter(), potential.evaluations)
+        if stage.startswith("Sample"):
+            thetas.append(params[hmc.SITE].clone())
+            stats.append(kernel.stats)
+
+    import pyro
+
+    pyro.set_rng_seed(hmc.chain_seed(0, 0))
+    potential.evaluations = 0
+    mcmc = MCMC(pyro_kernel, num_samples=draws, warmup_steps=warmup, hook_fn=hook,
+                initial_params={hmc.SITE: start}, disable_progbar=True, save_params=[])
+    begin = CLOCK()
+    mcmc.run()
+    end, wall, evals = CLOCK(), time.perf_counter(), potential.evaluations
+    t_warm, wall_warm, e_warm = marks["warmup"]
+    return {"warmup_s": t_warm - begin, "sample_s": end - t_warm, "wall_s": wall - wall_warm,
+            "evals": evals - e_warm,
+            "images": potential.images(torch.stack(thetas)),
+            "accept": np.mean([s["acceptance_rate"] for s in stats]),
+            "step_size": stats[-1]["step_size"],
+            "steps": np.mean([s["n_steps"] for s in stats]),
+            "divergent": int(sum(s["diverging"] for s in stats))}
+
+
+def run_numpyro(energy, potential, kernel: str, start: torch.Tensor, warmup: int, draws: int,
+                num_steps: int, max_tree_depth: int):
+    """One chain of NumPyro with the same settings, run twice: the second run's times
+    (XLA's compiled code cached) are reported."""
+    import jax
+    from numpyro.infer import HMC, MCMC, NUTS
+
+    def sampler():
+        if kernel == "nuts":
+            return NUTS(potential_fn=energy, max_tree_depth=max_tree_depth,
+                        find_heuristic_step_size=True, target_accept_prob=0.8)
+        return HMC(potential_fn=energy, num_steps=num_steps, trajectory_length=None,
+                   find_heuristic_step_size=True, target_accept_prob=0.8)
+
+    init = jax.numpy.asarray(start.cpu().numpy())
+    fields = ("num_steps", "accept_prob", "diverging", "adapt_state.step_size")
+
+    def timed(n_warm, n_draws):
+        mcmc = MCMC(sampler(), num_warmup=n_warm, num_samples=n_draws, progress_bar=False)
+        t0 = CLOCK()
+        mcmc.warmup(jax.random.PRNGKey(0), init_params=init, extra_fields=("num_steps",))
+        jax.block_until_ready(mcmc.post_warmup_state)
+        t1, wall = CLOCK(), time.perf_counter()
+        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
+        jax.block_until_ready(mcmc.get_samples())
+        return mcmc, t1 - t0, CLOCK() - t1, time.perf_counter() - wall
+
+    _, first_warm, first_run, _ = timed(warmup, draws)  # compiles; the rerun hits JAX's cache
+    mcmc, warm_s, sample_s, wall_s = timed(warmup, draws)
+    extra = mcmc.get_extra_fields()
+    thetas = torch.from_numpy(np.asarray(mcmc.get_samples()))
+    return {"warmup_s": warm_s, "sample_s": sample_s, "wall_s": wall_s,
+            "first_run_s": first_warm + first_run,
+            "evals": int(np.asarray(extra["num_steps"]).sum()),
+            "images": potential.images(thetas),
+            "accept": float(np.mean(extra["accept_prob"])),
+            "step_size": float(np.asarray(extra["adapt_state.step_size"])[-1]),
+            "steps": float(np.mean(extra["num_steps"])),
+            "divergent": int(np.sum(extra["diverging"]))}
+
+
+def throughput(potential, energy, start: torch.Tensor, step_size: float, num_steps: int,
+               blocks: int, transitions: int) -> dict[str, list[float]]:
+    """Gradient evaluations per CPU second of fixed-step HMC transitions without adaptation,
+    in short blocks alternating between the two samplers (robust against other jobs)."""
+    import jax
+    import pyro
+    from numpyro.infer import HMC
+
+    settings = hmc.MCMCSettings(kernel="hmc", warmup=0, draws=transitions, step_size=step_size,
+                                num_steps=num_steps)
+    kernel = HMC(potential_fn=energy, step_size=step_size, num_steps=num_steps,
+                 trajectory_length=None, adapt_step_size=False, adapt_mass_matrix=False)
+    state = kernel.init(jax.random.PRNGKey(0), 0, jax.numpy.asarray(start.cpu().numpy()),
+                        (), {})
+    # NumPyro at its best: the whole block of transitions is one compiled XLA loop
+    loop = jax.jit(lambda state: jax.lax.fori_loop(
+        0, transitions, lambda i, s: kernel.sample(s, (), {}), state))
+
+    def numpyro_block():
+        jax.block_until_ready(loop(state))
+
+    def pyro_block():
+        pyro.set_rng_seed(0)
+        MCMC(hmc.make_kernel(settings, potential), num_samples=transitions, warmup_steps=0,
+             initial_params={hmc.SITE: start}, disable_progbar=True, save_params=[]).run()
+
+    numpyro_block()  # compiles
+    rates = {"pyro (ours)": [], "numpyro": []}
+    for _ in range(blocks):
+        for name, block, evals in (("pyro (ours)", pyro_block, transitions * num_steps + 1),
+                                   ("numpyro", numpyro_block, transitions * num_steps)):
+            begin = CLOCK()
+            block()
+            rates[name].append(evals / (CLOCK() - begin))
+    return rates
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def profile_table(potential, theta, rows: int = 12) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(5):
+        potential.value_and_grad(theta)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(50):
+            potential.value_and_grad(theta)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    lines = [f"  {'op':<34} {'calls':>6} {'self ms/eval':>12} {'share':>6}"]
+    for e in events[:rows]:
+        lines.append(f"  {e.key[:34]:<34} {e.count // 50:>6} "
+                     f"{e.self_cpu_time_total / 50 / 1e3:>12.3f} "
+                     f"{e.self_cpu_time_total / total:>6.1%}")
+    lines.append(f"  {'total (profiled)':<34} {'':>6} {total / 50 / 1e3:>12.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny runs (smoke test)")
+    parser.add_argument("--sigma", type=float, default=0.0,
+                        help="likelihood sigma (default: the added noise's)")
+    args = parser.parse_args(argv)
+    warmup, draws, nuts_warmup, nuts_draws = (10, 10, 10, 5) if args.quick else (500, 200, 150, 100)
+    num_steps, depth = 20, 6
+
+    import jax
+
+    sample = phantom_sample(0, 20, 64, snr_db=SNR_DB)
+    config = CONFIG.replace(sigma=args.sigma, steps=50 if args.quick else CONFIG.steps)
+    model = build_model(sample, config)
+    eager, compiled = hmc.FlatPotential(model), hmc.FlatPotential(model, jit=True)
+    print(f"posterior: 64 x 64, 20 views, SNR {SNR_DB} dB, sigma {model.sigma:.4g}, "
+          f"{eager.dim} parameters, torch {torch.__version__} ({torch.get_num_threads()} thread), "
+          f"jax {jax.__version__} (XLA_FLAGS={os.environ['XLA_FLAGS']!r}), pinned to CPU "
+          f"{sorted(os.sched_getaffinity(0))}")
+    start_time = time.perf_counter()
+    start = hmc.initial_points(eager, "map", 1, 0, steps=config.steps, lr=config.lr,
+                               progress=False)[0]
+    print(f"MAP start: {config.steps} Adam steps in {time.perf_counter() - start_time:.1f} s, "
+          f"U = {float(eager.energy(start)):.1f}")
+
+    energy = jax_potential(eager)
+    value_and_grad = jax.jit(jax.value_and_grad(energy))
+    start_jax = jax.numpy.asarray(start.numpy())
+    t0 = time.perf_counter()
+    compiled.value_and_grad(start)
+    compile_s = time.perf_counter() - t0
+    u_torch, u_jax = float(eager.energy(start)), float(value_and_grad(start_jax)[0])
+    assert abs(u_torch - u_jax) <= 1e-4 * abs(u_torch), (u_torch, u_jax)
+
+    print("\n== potential + gradient, one evaluation (CPU time; best of 3 medians of 100, "
+          "interleaved) ==")
+    timings = {"torch eager": [], "torch.compile": [], "jax jit": []}
+    for _ in range(3):
+        timings["torch eager"].append(time_it(lambda: eager.value_and_grad(start), 100))
+        timings["torch.compile"].append(time_it(lambda: compiled.value_and_grad(start), 100))
+        timings["jax jit"].append(time_it(
+            lambda: jax.block_until_ready(value_and_grad(start_jax)), 100))
+    best = {name: min(values) for name, values in timings.items()}
+    for name, value in best.items():
+        print(f"  {name:<14} {value * 1e3:7.3f} ms  ({1 / value:6.0f} / s)")
+    print(f"  torch.compile: first call (compilation, wall clock; inductor caches on disk) "
+          f"{compile_s:.1f} s")
+    ours = min(("torch eager", "torch.compile"), key=best.get)
+    potential = compiled if ours == "torch.compile" else eager
+    print(f"  sampler runs use {ours} (the faster)")
+
+    print("\n== where one evaluation goes (torch eager, profiler) ==")
+    print(profile_table(eager, start))
+
+    print("\n== sampler runs (1 chain, same start, same settings) ==")
+    runs = []
+    for kernel, w, d in (("hmc", warmup, draws), ("nuts", nuts_warmup, nuts_draws)):
+        extra = {"num_steps": num_steps} if kernel == "hmc" else {"max_tree_depth": depth}
+        label = f"{kernel} ({num_steps} steps)" if kernel == "hmc" else f"nuts (depth {depth})"
+        ours_run = run_pyro(potential, kernel, start, w, d, **extra)
+        theirs = run_numpyro(energy, eager, kernel, start, w, d, num_steps, depth)
+        for name, result in (("pyro (ours)", ours_run), ("numpyro", theirs)):
+            ess = ess_of_pixels(result["images"])
+            result.update(label=label, name=name, ess=float(np.median(ess)),
+                          ess_s=float(np.median(ess)) / result["sample_s"],
+                          evals_s=result["evals"] / result["sample_s"])
+            runs.append(result)
+        print(f"  {label}: done", file=sys.stderr, flush=True)
+    header = (f"  {'kernel':<16} {'sampler':<12} {'warmup s':>8} {'sample s':>8} {'wall s':>7} "
+              f"{'evals':>7} "
+              f"{'evals/s':>8} {'steps':>6} {'accept':>6} {'eps':>8} {'div':>4} {'ESS med':>7} "
+              f"{'ESS/s':>7}")
+    print(f"  warmup {warmup} + {draws} draws (hmc), {nuts_warmup} + {nuts_draws} (nuts); "
+          "seconds are CPU seconds of this process (wall: the sampling phase's wall clock); "
+          "ESS: median bulk ESS of 20 fixed pixels; evals/s and ESS/s per CPU second of the "
+          "sampling phase")
+    print(header)
+    for r in runs:
+        print(f"  {r['label']:<16} {r['name']:<12} {r['warmup_s']:8.1f} {r['sample_s']:8.1f} "
+              f"{r['wall_s']:7.1f} {r['evals']:7d} {r['evals_s']:8.1f} {r['steps']:6.1f} "
+              f"{r['accept']:6.3f} {r['step_size']:8.2e} {r['divergent']:4d} {r['ess']:7.1f} "
+              f"{r['ess_s']:7.3f}")
+    print("  numpyro runs twice, the second is reported; CPU s of the first run (with XLA "
+          "compilation) against the second: " + ", ".join(
+              f"{r['label']} {r['first_run_s']:.1f} vs {r['warmup_s'] + r['sample_s']:.1f}"
+              for r in runs if "first_run_s" in r))
+    blocks, transitions = (2, 2) if args.quick else (7, 10)
+    rates = throughput(potential, energy, start, runs[0]["step_size"], num_steps, blocks,
+                       transitions)
+    print(f"\n== throughput: {blocks} alternating blocks of {transitions} hmc transitions "
+          f"({num_steps} steps, adapted step size, no adaptation), gradient evals per CPU s ==")
+    for name, values in rates.items():
+        print(f"  {name:<12} median {statistics.median(values):6.1f}  "
+              f"(blocks: {', '.join(f'{v:.0f}' for v in values)})")
+    ratio = statistics.median(rates["pyro (ours)"]) / statistics.median(rates["numpyro"])
+    print("\n== ratios ours / numpyro ==")
+    print(f"  throughput (alternating blocks, the robust figure): gradient evals/s {ratio:.2f}")
+    for i in range(0, len(runs), 2):
+        a, b = runs[i], runs[i + 1]
+        print(f"  {a['label']:<16} long runs: gradient evals/s {a['evals_s'] / b['evals_s']:.2f}, "
+              f"ESS/s {a['ess_s'] / b['ess_s']:.2f} (ESS {a['ess']:.1f} vs {b['ess']:.1f})")
+    print("  Both sides run the same algorithm, so the expected ESS per draw is the same and the "
+          "expected ESS/s ratio is the throughput ratio; single-chain ESS of a few units (this "
+          "posterior) is too noisy to resolve a ratio near 1.")
+    per_eval = runs[0]["sample_s"] / runs[0]["evals"]
+    print(f"  our sampler's time per gradient evaluation {per_eval * 1e3:.3f} ms against "
+          f"{best[ours] * 1e3:.3f} ms for the bare potential + gradient: Pyro's kernel "
+          f"overhead {max(per_eval / best[ours] - 1, 0):.0%} (hmc)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""HMC/NUTS: the flat potential, the exact linear-Gaussian posterior, resume, GOP and the CLI."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from pyro import poutine
+
+from bayes_inr import posterior
+from bayes_inr.config import FitConfig
+from bayes_inr.data import phantom_sample
+from bayes_inr.errors import InputError
+from bayes_inr.fit import build_model, fit, main
+from bayes_inr.inference import hmc
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+TINY = {"depth": 1, "width": 8, "omega0": 1.0, "sigma": 0.1, "steps": 30, "lr": 1e-2,
+        "warmup": 20, "draws": 6, "thin": 2, "num_steps": 3, "max_tree_depth": 4}
+# The exact check: depth 0 (a linear read-out of fixed Fourier features), Normal prior,
+# fixed sigma; 9 weights, 16 x 16 pixels, 4 views. The per-pixel std within 10% needs an
+# ESS of the squared deviations of several hundred: NUTS at a target acceptance of 0.65
+# (reaching about 0.8) gives about 0.5 per draw, HMC with 3 steps about 0.45.
+EXACT = {"depth": 0, "width": 8, "n_features": 4, "omega0": 2.0, "sigma": 0.2,
+         "prior": "normal:1.0", "init": "prior", "warmup": 200, "chains": 2}
+
+
+@pytest.fixture(scope="module")
+def sample16():
+    return phantom_sample(0, 4, 16)
+
+
+def trace_log_joint(model, potential, theta):
+    """The Pyro model's log joint at ``theta`` (sigma constrained), from a trace."""
+    params = potential.unflatten(theta)
+    if "log_sigma" in params:
+        params["sigma"] = params.pop("log_sigma").exp()
+    trace = poutine.trace(poutine.condition(model, data=params)).get_trace()
+    return trace.log_prob_sum()
+
+
+@pytest.mark.parametrize("kind", ["inr", "gop"])
+def test_potential_is_minus_the_pyro_log_joint(sample16, kind):
+    config = FitConfig(inference="hmc", model=kind, depth=1, width=8, infer_sigma=True,
+                       tv_weight=0.5, head="sigmoid",
+                       prior="fan_in_normal:0.2" if kind == "inr" else "laplace:2")
+    model = build_model(sample16, config)
+    potential = hmc.FlatPotential(model)
+    gen = torch.Generator().manual_seed(1)
+    theta = 0.3 * torch.randn(potential.dim, generator=gen)
+    value, grad = potential.value_and_grad(theta)
+    # log sigma carries the Jacobian of sigma = exp(u): U = -log_prob_sum - u
+    expected = -trace_log_joint(model, potential, theta) - theta[-1]
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    leaf = theta.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(-trace_log_joint(model, potential, leaf) - leaf[-1], leaf)
+    torch.testing.assert_close(grad, auto, rtol=1e-4, atol=1e-3)
+
+
+def test_potential_flatten_round_trip(sample16):
+    model = build_model(sample16, FitConfig(depth=2, width=8, infer_sigma=True, sigma=0.05))
+    potential = hmc.FlatPotential(model)
+    params = model.inr.init_params(3)
+    theta = potential.flatten(params)
+    assert theta.shape == (potential.dim,) and theta[-1].item() == pytest.approx(math.log(0.05))
+    back = potential.unflatten(theta)
+    for name, value in params.items():
+        torch.testing.assert_close(back[name], value)
+    stacked = potential.unflatten(torch.stack([theta, 2 * theta]))
+    assert stacked["layer1.weight"].shape == (2, 8, 8)
+    images = potential.images(torch.stack([theta] * 3), chunk=2)
+    np.testing.assert_allclose(images[1], model.inr.render(params).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, extra", [
+    ("nuts", {"draws": 700, "target_accept": 0.65}), ("hmc", {"draws": 1200, "num_steps": 3})])
+def test_recovers_the_exact_posterior(sample16, kernel, extra):
+    config = FitConfig(inference=kernel, **EXACT, **extra)
+    model = build_model(sample16, config)
+    potential = hmc.FlatPotential(model)
+    mean, sd = hmc.exact_posterior(potential)
+    settings = hmc.MCMCSettings.from_config(config)
+    run = hmc.MCMCRun(potential, settings, hmc.initial_points(potential, "prior", 2, 0))
+    run.run(progress=False)
+    idata = run.inference_data(sinogram=sample16.sinogram, angles=sample16.geometry.angles,
+                               method=kernel, config={})
+    image = idata.posterior_predictive["image"]
+    mcse = az.mcse(image.to_dataset(), method="mean")["image"].values
+    error = np.abs(image.mean(("chain", "draw")).values - mean)
+    assert (error < 3 * mcse).all(), (error / mcse).max()
+    ratio = image.std(("chain", "draw")).values / sd
+    assert np.abs(ratio - 1).max() < 0.1, np.abs(ratio - 1).max()
+    assert not idata.sample_stats["diverging"].values.any()
+
+
+def test_exact_posterior_rejects_nonlinear_models(sample16):
+    for config in (FitConfig(depth=1, width=8), FitConfig(depth=0, width=8, tv_weight=1.0)):
+        with pytest.raises(InputError):
+            hmc.exact_posterior(hmc.FlatPotential(build_model(sample16, config)))
+
+
+def test_hmc_keeps_its_step_count_and_records_stats(sample16):
+    config = FitConfig(inference="hmc", **TINY, infer_sigma=True, save_params=True)
+    idata = fit(sample16, config, progress=False)
+    stats = idata.sample_stats
+    assert set(hmc.STATS) - {"tree_depth"} == set(stats.data_vars)
+    assert stats["n_steps"].shape == (1, 6) and (stats["n_steps"] == 3).all()
+    assert ((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1)).all()
+    assert (stats["step_size"] != config.step_size).all()  # adapted in warmup
+    assert stats["step_size"].std() == 0
+    post = idata.posterior
+    assert post["layer0.weight"].shape == (1, 6, 8, 8) and post["sigma"].shape == (1, 6)
+    assert post["pixel"].shape == (1, 6, 20)
+    theta = torch.from_numpy(idata.constant_data["mcmc_theta"].values[0])
+    last = hmc.FlatPotential(build_model(sample16, config)).unflatten(theta)
+    np.testing.assert_allclose(post["layer1.weight"].values[0, -1], last["layer1.weight"])
+    np.testing.assert_allclose(post["sigma"].values[0, -1], last["log_sigma"].exp(), rtol=1e-6)
+
+
+def test_interrupted_run_resumes_to_the_same_draws(sample16, tmp_path, monkeypatch):
+    config = FitConfig(inference="nuts", chains=2, checkpoint_every=2, save_params=True,
+                       init="prior", **TINY)
+    whole = fit(sample16, config, progress=False)
+    path = tmp_path / "run.nc"
+    kept = {"n": 0}
+    keep, call = hmc.Chain.keep, hmc.FlatPotential.__call__
+
+    def counting_keep(self, *args):
+        kept["n"] += 1
+        keep(self, *args)
+
+    def interrupt(self, z):  # Ctrl-C inside the transition after chain 1's third draw
+        if kept["n"] == 9:
+            raise KeyboardInterrupt
+        return call(self, z)
+
+    monkeypatch.setattr(hmc.Chain, "keep", counting_keep)
+    monkeypatch.setattr(hmc.FlatPotential, "__call__", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(sample16, config, progress=False, out=path)
+    monkeypatch.undo()
+    partial = posterior.load(path)
+    done = partial.constant_data["mcmc_draws"].values
+    np.testing.assert_array_equal(done, [6, 3])  # chain 1's checkpoint was at 2 draws
+    assert partial.posterior_predictive["image"].shape[:2] == (2, 6)  # NaN-padded chain 1
+    assert az.summary(partial, var_names=["pixel"]).shape[0] == 20
+    assert main(["--resume", str(path), "--quiet"]) == 0
+    resumed = posterior.load(path)
+    # images are rendered in batches of other sizes (equal up to float32 rounding), and the
+    # acceptance rate is recovered from Pyro's running mean (up to float64 rounding)
+    close = {"image": 1e-5, "pixel": 1e-5, "acceptance_rate": 1e-12}
+    for group in ("posterior_predictive", "posterior", "sample_stats"):
+        for name, value in whole[group].data_vars.items():
+            np.testing.assert_allclose(resumed[group][name].values, value.values,
+                                       rtol=close.get(name, 0), atol=close.get(name, 0) / 10,
+                                       err_msg=name)
+    np.testing.assert_array_equal(resumed.constant_data["mcmc_draws"].values, [6, 6])
+
+
+def test_resume_refuses_other_configurations(sample16, tmp_path):
+    config = FitConfig(inference="hmc", init="prior", **TINY)
+    path = tmp_path / "run.nc"
+    idata = fit(sample16, config, progress=False, out=path)
+    with pytest.raises(InputError, match="width 8 there, 16 now"):
+        fit(sample16, config.replace(width=16), progress=False, resume=idata)
+    with pytest.raises(InputError, match="resumed"):
+        fit(sample16, config.replace(inference="nuts"), progress=False, resume=idata)
+    done = fit(sample16, config.replace(threads=1), progress=False, resume=idata)
+    np.testing.assert_array_equal(done.posterior_predictive["image"].values,
+                                  idata.posterior_predictive["image"].values)
+
+
+def test_gop_samples_the_image_itself(sample16):
+    config = FitConfig(inference="hmc", model="gop", head="sigmoid", tv_weight=1.0,
+                       init="map", **TINY)
+    idata = fit(sample16, config, progress=False)
+    images = posterior.image_draws(idata)
+    assert images.shape == (6, 16, 16) and (images > 0).all() and (images < 1).all()
+    assert images.std(0).mean() > 0
+    with pytest.raises(InputError, match="mcd"):
+        FitConfig(inference="mcd", model="gop")
+
+
+def test_cli_nuts_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "nuts.nc"
+    args = ["--size", "16", "--views", "4", "--inference", "nuts", "--quiet", "--out", str(out),
+            "--chains", "2"] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "r_hat" in printed and "divergences" in printed and "torch thread" in printed
+    idata = posterior.load(out)
+    assert set(idata.sample_stats.data_vars) == set(hmc.STATS)
+    for fn in (az.summary, az.rhat, az.ess):
+        fn(idata)
+    az.summary(idata, var_names=["image"], group="posterior_predictive")
+    mcd = tmp_path / "mcd.nc"
+    assert main(["--size", "16", "--views", "4", "--steps", "5", "--draws", "2", "--width", "8",
+                 "--depth", "1", "--quiet", "--out", str(mcd)]) == 0
+    cases = [["--thin", "0"], ["--model", "pixels"], ["--init", "somewhere"],
+             ["--inference", "hmc", "--num-steps", "0"], ["--target-accept", "1.5"],
+             ["--init", str(tmp_path / "missing.nc")], ["--init", str(mcd)]]
+    for extra in cases:
+        capsys.readouterr()
+        assert main(args + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, (extra, err)
+    for resume in (["--resume", str(tmp_path / "none.nc")], ["--resume", str(mcd)],
+                   ["--resume", str(out), "--width", "16"], ["--resume", str(out), "--size", "8"]):
+        capsys.readouterr()
+        assert main(resume + ["--quiet"]) == 2, resume
+        assert capsys.readouterr().err.startswith("error:")
+
+
+def test_init_from_a_saved_run(sample16, tmp_path):
+    path = tmp_path / "first.nc"
+    config = FitConfig(inference="hmc", init="prior", **TINY)
+    first = fit(sample16, config, progress=False, out=path)
+    again = fit(sample16, config.replace(init=str(path), chains=3, warmup=0), progress=False)
+    start = again.constant_data["mcmc_init"].values
+    np.testing.assert_array_equal(start[0], first.constant_data["mcmc_theta"].values[0])
+    np.testing.assert_array_equal(start[2], start[0])
+
+
+@pytest.mark.slow
+def test_compiled_potential_matches_eager(sample16):
+    model = build_model(sample16, FitConfig(depth=2, width=16, infer_sigma=True, tv_weight=0.1))
+    eager, compiled = hmc.FlatPotential(model), hmc.FlatPotential(model, jit=True)
+    theta = eager.initial(0)
+    for got, want in zip(compiled.value_and_grad(theta), eager.value_and_grad(theta),
+                         strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_diagnostics_flag_a_frozen_chain(sample16):
+    config = FitConfig(inference="hmc", init="prior", **TINY | {"warmup": 0}, step_size=50.0)
+    idata = fit(sample16, config, progress=False)
+    assert (idata.sample_stats["acceptance_rate"] < 1e-3).all()
+    assert "warning: chain 0 barely moves" in hmc.diagnostics(idata)
