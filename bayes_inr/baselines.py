@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .errors import InputError, check_choice
 from .geometry import Geometry
 from .radon import PROJECTORS, RadonOperator
@@ -197,16 +198,10 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], fieldnames: Sequ
     """Write ``rows`` to a CSV file atomically (temporary file in the same folder, then rename)."""
     path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(fieldnames))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fieldnames))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 CSV_COLUMNS = ("method", "image_id", "views", "split", "psnr", "ssim", "iterations", "seconds")

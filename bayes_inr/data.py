@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .atomic import atomic_path
 from .errors import InputError, check_choice, check_finite
 from .geometry import Geometry
 from .phantoms import random_phantom
@@ -179,12 +180,8 @@ def write_dataset(dataset: xr.Dataset, path) -> Path:
     """Write a dataset to netCDF atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         dataset.to_netcdf(tmp, engine="h5netcdf")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from . import metrics, posterior
+from .atomic import atomic_path
 from .errors import InputError, check_finite
 
 DPI = 110
@@ -91,14 +91,8 @@ def _target(path) -> tuple[Path, str]:
 def _save(fig: Figure, path: Path, fmt: str) -> Path:
     """Write ``fig`` to ``path`` atomically; a failure leaves no temporary file behind."""
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     return path
 
 

@@ -23,7 +23,6 @@ fully into memory (:func:`load`).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
@@ -39,6 +38,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing", category=FutureWarning)
     import arviz as az
 
+from .atomic import atomic_path
 from .errors import InputError, check_finite
 
 ENGINE = "h5netcdf"
@@ -377,16 +377,10 @@ def save(idata: az.InferenceData, path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"cannot save {path}: directory {path.parent} does not exist")
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         idata.to_netcdf(str(tmp), engine=ENGINE)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     return path
 
 
