@@ -190,8 +190,8 @@ def resume_inputs(path: Path, overrides: dict) -> tuple[Sample, FitConfig, az.In
     return sample, config, idata
 
 
-def sample_from_args(args) -> Sample:
-    """The reconstruction problem the command line asks for."""
+def sample_from_args(args, seed: int = 0) -> Sample:
+    """The reconstruction problem the command line asks for (``seed`` seeds simulated noise)."""
     given = [flag for flag in ("dataset", "image", "sinogram") if getattr(args, flag)]
     if len(given) > 1:
         raise InputError(f"give one input, not {' and '.join('--' + g for g in given)}")
@@ -205,7 +205,7 @@ def sample_from_args(args) -> Sample:
         return benchmark_sample(load_benchmark(args.dataset), args.image_id, views or 20)
     if args.image:
         truth = load_image(args.image, size=args.size)
-        return simulate(truth, views or 20, seed=args.seed, name=Path(args.image).stem, **noise)
+        return simulate(truth, views or 20, seed=seed, name=Path(args.image).stem, **noise)
     if args.sinogram:
         return sinogram_sample(args.sinogram, args.size)
     return phantom_sample(args.phantom, views or 20, args.size or 128, **noise)
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
         else:
             config = (load_config(args.config, **overrides) if args.config
                       else FitConfig(**overrides))
-            sample, resumed = sample_from_args(args), None
+            sample, resumed = sample_from_args(args, config.seed), None
         mcmc = config.inference in MCMC
         if mcmc:
             print(f"{config.inference}: {config.chains} chain(s) of {config.warmup} warmup + "
