@@ -59,7 +59,7 @@ def main() -> None:
         per_step = []
         for _ in range(args.repeats):
             result = fit_svi(model, "mcd", model.inr.init_params(0), steps=50,
-                             dropout=config.dropout, lr=config.lr, progress=False)
+                             lr=config.lr, progress=False)
             per_step.append(result.seconds_per_step)
         step = float(np.median(per_step))
         rate = step_flops(config, sample.geometry.size**2) / step / 1e9

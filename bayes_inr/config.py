@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import InputError, check_choice
 from .inr import Architecture
+from .model import DROPOUT_SCOPES
 
 INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts")
 MCMC = ("hmc", "nuts")
@@ -42,7 +43,10 @@ class FitConfig:
     steps: int = _field(2000, "optimisation steps (SVI, and the MAP warm start of hmc/nuts)")
     lr: float = _field(1e-3, "initial Adam learning rate")
     lr_final: float = _field(0.1, "final learning rate as a fraction of lr (exponential decay)")
-    dropout: float = _field(0.1, "MCD: probability p of dropping a unit")
+    dropout: float = _field(0.1, "MCD: probability p of dropping a hidden unit")
+    dropout_scope: str = _field("pixel", "MCD: pixel (own masks for every pixel of a draw, as "
+                                "dropout on a batch of coordinates) or image (one mask per "
+                                "draw: a draw is one function)")
     kl_factor: float = _field(1e-3, "BBB: factor xi on the KL term")
     init_scale: float = _field(1e-3, "BBB: initial std of the mean-field guide")
     particles: int = _field(1, "ELBO particles per step")
@@ -74,6 +78,9 @@ class FitConfig:
             raise InputError(f"unknown inference {self.inference!r}; choose one of "
                              f"{', '.join(INFERENCE)}")
         check_choice("model", self.model, MODELS)
+        check_choice("dropout_scope", self.dropout_scope, DROPOUT_SCOPES)
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("steps", "draws", "particles", "thin", "chains", "max_tree_depth",
                      "checkpoint_every"):
             if getattr(self, name) <= 0:

@@ -64,8 +64,10 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
                          config.infer_sigma, config.tv_weight, link=config.head)
     coords = torch.as_tensor(sample.geometry.pixel_centers(), dtype=torch.float32)
     inr = INR(config.architecture(), coords, seed=config.seed).to(config.device)
+    dropout = config.dropout if config.inference == "mcd" else 0.0
     return CTModel(inr, operator, sinogram, prior or config.prior,
-                   resolve_sigma(config, sample), config.infer_sigma, config.tv_weight)
+                   resolve_sigma(config, sample), config.infer_sigma, config.tv_weight,
+                   dropout, config.dropout_scope)
 
 
 def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
@@ -98,7 +100,7 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
     init = model.inr.init_params(config.seed)
     try:
         result = fit_svi(model, config.inference, init, steps=config.steps, lr=config.lr,
-                         lr_final=config.lr_final, dropout=config.dropout,
+                         lr_final=config.lr_final,
                          kl_factor=config.kl_factor, init_scale=config.init_scale,
                          particles=config.particles, progress=progress)
     except DivergenceError as err:

@@ -123,12 +123,25 @@ class INR:
         return {"relu": torch.relu, "silu": torch.nn.functional.silu,
                 "softplus": torch.nn.functional.softplus, "tanh": torch.tanh}[act](h)
 
+    def mask_shapes(self, scope: str) -> dict[str, tuple[int, int]]:
+        """Dropout-mask name -> shape: one mask over the input units of every layer fed
+        by a hidden layer; ``scope`` "image" shares it across pixels, "pixel" does not."""
+        rows = 1 if scope == "image" else self.embedding.shape[0]
+        return {f"layer{i}.mask": (rows, self.arch.width) for i in range(1, self.arch.depth + 1)}
+
     def render(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Images (*draws, N, N) for weights with leading draw dimensions."""
+        """Images (*draws, N, N) for weights with leading draw dimensions.
+
+        An entry ``layerI.mask`` in ``params`` (shape (*draws, 1 or pixels, width))
+        multiplies the input units of layer I: dropout.
+        """
         n_layers = self.arch.depth + 1
         h = self.embedding
         for i in range(n_layers):
             weight, bias = params[f"layer{i}.weight"], params[f"layer{i}.bias"]
+            mask = params.get(f"layer{i}.mask")
+            if mask is not None:
+                h = h * mask
             h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
             if i < n_layers - 1:
                 h = self._activate(h)

@@ -6,6 +6,10 @@
     p     ~ Normal(A f, sigma)           (observed sinogram, one event)
     + optional anisotropic total variation, factor -lambda * TV(f)
 
+With dropout p > 0 (Monte Carlo dropout) the network also carries Bernoulli(1 - p)
+unit masks ``layerI.mask``, sample sites of their own whose guide is the same
+distribution: f = INR_w(masks / (1 - p)).
+
 The latent sites (weights and sigma) sit under ``poutine.scale(latent_scale)``:
 Bayes-by-backprop sets it to its KL factor xi, so that prior and guide terms are
 scaled together and the likelihood never is.
@@ -20,10 +24,12 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from .errors import InputError
+from .errors import InputError, check_choice
 from .inr import INR
 from .priors import Prior, as_prior, site_distribution
 from .radon import RadonOperator
+
+DROPOUT_SCOPES = ("pixel", "image")
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -53,13 +59,23 @@ class CTModel:
         Treat sigma as a latent site.
     tv_weight : float
         Weight lambda of the total-variation factor (0: none).
+    dropout : float
+        Probability p of dropping a hidden unit (0: no dropout masks).
+    dropout_scope : str
+        ``pixel``: every pixel of every draw has its own masks (dropout on a batch of
+        coordinates, as in the paper's code); ``image``: one mask per draw, so a draw
+        is one function.
     """
 
     def __init__(self, inr: INR, operator: RadonOperator, sinogram: torch.Tensor, prior,
-                 sigma: float, infer_sigma: bool = False, tv_weight: float = 0.0):
+                 sigma: float, infer_sigma: bool = False, tv_weight: float = 0.0,
+                 dropout: float = 0.0, dropout_scope: str = "pixel"):
         operator.geometry.check_sinogram(sinogram)
         if not sigma > 0:
             raise InputError(f"sigma must be positive, got {sigma}")
+        if not 0 <= dropout < 1:
+            raise InputError(f"dropout probability must be in [0, 1), got {dropout}")
+        check_choice("dropout_scope", dropout_scope, DROPOUT_SCOPES)
         self.inr = inr
         self.operator = operator
         self.sinogram = torch.as_tensor(sinogram, dtype=operator.dtype, device=operator.device)
@@ -68,6 +84,21 @@ class CTModel:
         self.infer_sigma = infer_sigma
         self.tv_weight = float(tv_weight)
         self.latent_scale = 1.0
+        self.dropout = float(dropout)
+        self.dropout_scope = dropout_scope
+
+    def mask_distributions(self) -> dict:
+        """Mask site name -> Bernoulli(1 - p) event; empty without dropout."""
+        if not self.dropout:
+            return {}
+        keep = torch.tensor(1 - self.dropout, device=self.operator.device)
+        return {name: dist.Bernoulli(keep).expand(shape).to_event(2)
+                for name, shape in self.inr.mask_shapes(self.dropout_scope).items()}
+
+    def sample_masks(self) -> dict[str, torch.Tensor]:
+        """Sample the mask sites, scaled by 1 / (1 - p) (inverted dropout)."""
+        return {name: pyro.sample(name, d) / (1 - self.dropout)
+                for name, d in self.mask_distributions().items()}
 
     def weight_distributions(self) -> dict:
         """Site name -> prior distribution (an event of the site's shape)."""
@@ -83,6 +114,7 @@ class CTModel:
                 loc = torch.tensor(math.log(self.sigma), device=self.operator.device)
                 sigma = pyro.sample("sigma", dist.LogNormal(loc, 1.0))
                 sigma = sigma.unsqueeze(-1).unsqueeze(-1)
+        params |= self.sample_masks()
         image = pyro.deterministic("image", self.inr.render(params))
         if self.tv_weight:
             pyro.factor("tv", -self.tv_weight * total_variation(image))

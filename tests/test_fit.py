@@ -23,7 +23,7 @@ def sample32():
 
 
 def test_log_likelihood_is_the_gaussian_density(sample32):
-    model = build_model(sample32, FitConfig(depth=1, width=8, sigma=0.05))
+    model = build_model(sample32, FitConfig(inference="map", depth=1, width=8, sigma=0.05))
     params = model.inr.init_params(0)
     trace = poutine.trace(poutine.condition(model, data=params)).get_trace()
     trace.compute_log_prob()
@@ -37,15 +37,24 @@ def test_log_likelihood_is_the_gaussian_density(sample32):
     assert prior == pytest.approx(manual, rel=1e-5)
 
 
-def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
-    model = build_model(sample32, FitConfig(depth=2, width=64))
-    guide = DropoutGuide(model, 0.3, model.inr.init_params(0))
+@pytest.mark.parametrize("scope", ["pixel", "image"])
+def test_dropout_guide_drops_a_fraction_p_of_units(sample32, scope):
+    config = FitConfig(inference="mcd", depth=2, width=64, dropout=0.3, dropout_scope=scope)
+    model = build_model(sample32, config)
+    guide = DropoutGuide(model, model.inr.init_params(0))
     draws = guide.sample_params(400)
-    w = draws["layer1.weight"]  # (400, 64, 64): columns are the dropped inputs
-    dropped = (w == 0).all(dim=1).float().mean().item()
-    assert dropped == pytest.approx(0.3, abs=0.02)
-    assert (draws["layer0.weight"] != 0).all()  # the Fourier embedding is not dropped
-    torch.testing.assert_close(draws["layer1.bias"][0], draws["layer1.bias"][1])
+    mask = draws["layer1.mask"]  # inputs of layer 1, inverted dropout: 0 or 1 / (1 - p)
+    assert mask.shape == (400, 32 * 32 if scope == "pixel" else 1, 64)
+    assert (mask == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
+    assert mask.unique().tolist() == pytest.approx([0.0, 1 / 0.7])
+    assert "layer0.mask" not in draws  # the Fourier embedding is not dropped
+    torch.testing.assert_close(draws["layer1.weight"][0], draws["layer1.weight"][1])
+    # the masks enter the model as sites whose guide is their prior: no KL contribution
+    trace = poutine.trace(guide).get_trace()
+    model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace()
+    for name in ("layer1.mask", "layer2.mask"):
+        torch.testing.assert_close(model_trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]),
+                                   trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]))
 
 
 def test_map_fit_beats_fbp(sample32):

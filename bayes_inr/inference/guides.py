@@ -1,7 +1,7 @@
 """Guides for SVI: the point guide (MAP), mean-field Normal (BBB) and the dropout guide (MCD).
 
-Every guide here offers ``sample_params(draws)``: weight draws with a leading
-draw dimension, from which the INR renders all images in one batched pass.
+:func:`sample_params` gives weight (and dropout-mask) draws with a leading draw
+dimension, from which the INR renders all images in one batched pass.
 """
 
 from __future__ import annotations
@@ -20,55 +20,46 @@ from ..model import CTModel
 class DropoutGuide:
     """Monte Carlo dropout as a variational family (Gal and Ghahramani).
 
-    Every weight is ``M diag(z)``: learned means ``M`` times a Bernoulli(1 - p) mask
-    ``z`` over the layer's inputs, for every layer whose input is a hidden layer.
-    One mask per draw serves every pixel, so a draw is one function. Masks are not
-    rescaled by 1 / (1 - p); instead the means start at init / (1 - p). Biases (and
-    sigma, when inferred) are point estimates. The guide's density is taken as
-    constant, so the ELBO is the expected log-likelihood plus the expected log prior
-    of the masked weights: the L2 penalty on kept weights comes from the prior.
+    The weights are point estimates (learned means); the model's Bernoulli(1 - p)
+    unit masks (:meth:`~bayes_inr.model.CTModel.mask_distributions`, inverted dropout)
+    are drawn from their own prior, so their KL term is zero and the ELBO is the
+    expected log-likelihood plus the log prior of the means (the L2 penalty of the
+    dropout objective). Biases, and sigma when inferred, are point estimates too.
     """
 
-    def __init__(self, model: CTModel, p: float, init: dict[str, torch.Tensor]):
-        if not 0 <= p < 1:
-            raise InputError(f"dropout probability must be in [0, 1), got {p}")
+    def __init__(self, model: CTModel, init: dict[str, torch.Tensor]):
+        if not model.dropout:
+            raise InputError("the dropout guide needs a model with dropout p > 0")
         self.model = model
-        self.p = float(p)
-        self.shapes = model.inr.param_shapes()
-        self.masked = {name for name in self.shapes
-                       if name.endswith(".weight") and not name.startswith("layer0.")}
-        self.init = {name: value / (1 - self.p) if name in self.masked else value
-                     for name, value in init.items()}
+        self.init = init
 
     def means(self) -> dict[str, torch.Tensor]:
-        params = {name: pyro.param(f"dropout.{name}", self.init[name]) for name in self.shapes}
+        params = {name: pyro.param(f"dropout.{name}", value) for name, value in self.init.items()}
         if self.model.infer_sigma:
             start = torch.tensor(self.model.sigma, device=self.model.operator.device)
             params["sigma"] = pyro.param("dropout.sigma", start, constraint=constraints.positive)
         return params
 
-    def sample_params(self, draws: int | None = None) -> dict[str, torch.Tensor]:
-        """Masked weights; with ``draws`` a leading dimension of that many masks."""
-        lead = () if draws is None else (draws,)
-        out = {}
-        for name, mean in self.means().items():
-            if name in self.masked:
-                keep = torch.full((*lead, mean.shape[-1]), 1 - self.p, device=mean.device)
-                out[name] = mean * torch.bernoulli(keep).unsqueeze(-2)
-            else:
-                out[name] = mean.expand(*lead, *mean.shape)
+    def sample_params(self, draws: int) -> dict[str, torch.Tensor]:
+        """The means with a leading dimension of ``draws``, and as many scaled masks."""
+        out = {name: mean.expand(draws, *mean.shape) for name, mean in self.means().items()}
+        keep = 1 - self.model.dropout
+        for name, d in self.model.mask_distributions().items():
+            out[name] = d.sample((draws,)) / keep
         return out
 
     def __call__(self):
-        for name, value in self.sample_params().items():
+        for name, value in self.means().items():
             pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
+        for name, d in self.model.mask_distributions().items():
+            pyro.sample(name, d)
 
 
 def make_guide(method: str, model: CTModel, init: dict[str, torch.Tensor], *,
-               dropout: float = 0.1, init_scale: float = 1e-3):
+               init_scale: float = 1e-3):
     """The guide of ``method`` ("map", "bbb" or "mcd") starting from weights ``init``."""
     if method == "mcd":
-        return DropoutGuide(model, dropout, init)
+        return DropoutGuide(model, init)
     init_loc = init_to_value(values=init)
     if method == "map":
         return AutoDelta(model, init_loc_fn=init_loc)

@@ -51,7 +51,7 @@ class SVIResult:
 
 
 def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps: int = 2000,
-            lr: float = 1e-3, lr_final: float = 0.1, dropout: float = 0.1, kl_factor: float = 1.0,
+            lr: float = 1e-3, lr_final: float = 0.1, kl_factor: float = 1.0,
             init_scale: float = 1e-3, particles: int = 1, checkpoint_every: int = 100,
             progress: bool = True) -> SVIResult:
     """Train the guide of ``method`` on ``model``.
@@ -61,7 +61,7 @@ def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps
     state saved at the last checkpoint and raises :class:`DivergenceError`.
     """
     pyro.clear_param_store()
-    guide = make_guide(method, model, init, dropout=dropout, init_scale=init_scale)
+    guide = make_guide(method, model, init, init_scale=init_scale)
     xi = kl_factor if method == "bbb" else 1.0
     model.latent_scale = xi
     train_guide = poutine.scale(guide, scale=xi) if xi != 1.0 else guide
