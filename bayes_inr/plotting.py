@@ -1,14 +1,15 @@
 """Figures of reconstructions and their uncertainty (matplotlib, Agg, written atomically).
 
-Three figures, each written to a file and returned as its :class:`~pathlib.Path`:
+Four figures, each written to a file and returned as its :class:`~pathlib.Path`:
 
 - :func:`reconstruction_figure`: ground truth, sinogram and any number of
   reconstructions side by side, each titled with its PSNR / SSIM.
 - :func:`posterior_figure`: the paper's Figure-2 panel for one run, read from its
-  InferenceData only: truth, predictive mean, predictive std, squared error,
-  coverage map ``|x - m| / s`` and the reliability curve.
-- :func:`comparison_figure`: one row per run (mean, std, squared error,
+  InferenceData only: truth, predictive mean, predictive std (or variance), squared
+  error, coverage map ``|x - m| / s`` and the reliability curve.
+- :func:`comparison_figure`: one row per run (mean, std or variance, squared error,
   reliability) with the colour scale of each column shared across the rows.
+- :func:`trace_figure`: MCMC traces of the log density and a few pixels, per chain.
 
 The figures are plain :class:`matplotlib.figure.Figure` objects drawn by the Agg
 canvas: pyplot is never imported, so no global backend or figure registry is
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -52,6 +54,9 @@ SINOGRAM_CMAP = "cividis"
 STD_CMAP = "magma"
 ERROR_CMAP = "inferno"
 COVERAGE_CMAP = "viridis"
+
+SPREADS = {"std": ("predictive std", "s"), "variance": ("predictive variance", "s²")}
+"""How the uncertainty panels show the spread of the draws: panel title, colour-bar label."""
 
 RELIABILITY_LEVELS = np.append(metrics.LEVELS, 1.0)
 """Levels of the plotted reliability curve: :data:`metrics.LEVELS` plus the q = 1 endpoint
@@ -196,6 +201,7 @@ class _Run:
         self.truth = _truth_of(idata)
         mean, var = metrics.predictive_moments(draws)
         self.mean = mean
+        self.var = var
         self.std = np.sqrt(var)
         self.stochastic = self.n_draws >= 2
         self.error = None
@@ -218,6 +224,10 @@ class _Run:
             parts.append(f"NLL {_fmt(self.scores['nll'], 2)}")
             parts.append(f"ECE {_fmt(self.scores['ece'])}")
         return ", ".join(parts)
+
+    def spread(self, kind: str) -> np.ndarray:
+        """The per-pixel spread of the draws: ``"std"`` or ``"variance"``."""
+        return self.var if kind == "variance" else self.std
 
     def draws_text(self) -> str:
         if not self.stochastic:
@@ -371,11 +381,17 @@ def reconstruction_figure(
         return _save(fig, target, fmt)
 
 
-def posterior_figure(idata, path, title: str | None = None) -> Path:
+def _check_spread(spread: str) -> str:
+    if spread not in SPREADS:
+        raise InputError(f"unknown spread {spread!r}; choose one of {', '.join(SPREADS)}")
+    return spread
+
+
+def posterior_figure(idata, path, title: str | None = None, *, spread: str = "std") -> Path:
     """The Figure-2 panel of one run, from its InferenceData only.
 
     With a ground truth and at least two draws: ground truth, pixel-wise predictive
-    mean, pixel-wise predictive std, squared error ``(m - x)^2``, coverage map
+    mean, pixel-wise predictive std (or variance), squared error ``(m - x)^2``, coverage map
     ``|x - m| / s`` (display clipped at :data:`COVERAGE_CLIP`) and the reliability
     curve (coverage against nominal level for :data:`RELIABILITY_LEVELS`, with the
     ideal diagonal). A deterministic run (one draw) shows truth, reconstruction and
@@ -391,6 +407,9 @@ def posterior_figure(idata, path, title: str | None = None) -> Path:
     title : str, optional
         First title line; defaults to the run's ``method`` attribute. The second line
         holds the scores (PSNR, SSIM, NLL, ECE from :func:`bayes_inr.metrics.score`).
+    spread : {"std", "variance"}
+        The uncertainty panel: predictive std s (default) or variance s² (the paper's
+        Figure 2 shows the variance).
 
     Returns
     -------
@@ -398,6 +417,7 @@ def posterior_figure(idata, path, title: str | None = None) -> Path:
         The written file.
     """
     target, fmt = _target(path)
+    _check_spread(spread)
     run = _Run(idata)
     grey = {"cmap": IMAGE_CMAP, "vmin": 0.0, "vmax": 1.0}
     mean_title = "predictive mean" if run.stochastic else "reconstruction"
@@ -429,9 +449,10 @@ def posterior_figure(idata, path, title: str | None = None) -> Path:
                 last_grey = _show(ax, run.mean, mean_title, **grey)
                 grey_axes.append(ax)
             elif panel == "std":
-                vmax = _upper(run.std)
-                im = _show(ax, run.std, "predictive std", cmap=STD_CMAP, vmin=0, vmax=vmax)
-                _colorbar(fig, im, ax, shrink=0.85)
+                values = run.spread(spread)
+                im = _show(ax, values, SPREADS[spread][0], cmap=STD_CMAP, vmin=0,
+                           vmax=_upper(values))
+                _colorbar(fig, im, ax, SPREADS[spread][1], shrink=0.85)
             elif panel == "error":
                 vmax = _upper(run.error, robust=True)
                 im = _show(ax, run.error, "squared error (m - x)²", cmap=ERROR_CMAP, vmin=0,
@@ -459,11 +480,13 @@ def comparison_figure(
     path,
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    *,
+    spread: str = "std",
 ) -> Path:
     """Several runs, one row each: mean, std, squared error and reliability curve.
 
     The colour scale of each image column is shared across the rows (mean: 0-1;
-    std and squared error: from 0 to the maximum over all runs, the error's being the
+    std (or variance) and squared error: from 0 to the maximum over all runs, the error's being the
     99.5th percentile), with one colour bar under each column. A deterministic run
     shows "no uncertainty" in its std and reliability panels; a run without ground
     truth shows "no ground truth" in its error and reliability panels.
@@ -479,6 +502,8 @@ def comparison_figure(
         The label is shown left of the row with the run's PSNR and ECE.
     title : str, optional
         Figure title.
+    spread : {"std", "variance"}
+        The uncertainty column: predictive std (default) or variance.
 
     Returns
     -------
@@ -486,6 +511,7 @@ def comparison_figure(
         The written file.
     """
     target, fmt = _target(path)
+    _check_spread(spread)
     if isinstance(idatas, (str, os.PathLike)) or not isinstance(idatas, Sequence):
         raise InputError("idatas must be a sequence of InferenceData (or paths)")
     if not idatas:
@@ -502,7 +528,7 @@ def comparison_figure(
         if len(labels) != len(runs):
             raise InputError(f"{len(labels)} labels for {len(runs)} runs")
 
-    stds = [run.std for run in runs if run.stochastic]
+    stds = [run.spread(spread) for run in runs if run.stochastic]
     errors = [run.error for run in runs if run.error is not None]
     std_max = max((_upper(s) for s in stds), default=1.0)
     err_max = max((_upper(e, robust=True) for e in errors), default=1.0)
@@ -520,8 +546,8 @@ def comparison_figure(
             draws = f"{run.n_draws} draws" if run.stochastic else "1 draw (deterministic)"
             ax_mean.set_ylabel(f"{label}\n{draws}", fontsize=10)
             if run.stochastic:
-                handles["std"] = _show(ax_std, run.std, None, cmap=STD_CMAP, vmin=0,
-                                       vmax=std_max)
+                handles["std"] = _show(ax_std, run.spread(spread), None, cmap=STD_CMAP,
+                                       vmin=0, vmax=std_max)
             else:
                 _note(ax_std, "deterministic:\nno uncertainty")
             if run.error is not None:
@@ -532,14 +558,15 @@ def comparison_figure(
                 _note(ax_err, "no ground truth")
             if run.curve is not None:
                 _reliability(ax_rel, run.curve, run.scores.get("ece"), legend=row == 0)
-                if row < nrows - 1:
-                    ax_rel.set_xlabel("")
+                if any(later.curve is not None for later in runs[row + 1:]):
+                    ax_rel.set_xlabel("")  # only the lowest curve keeps its axis label
             else:
                 _note(ax_rel, "no uncertainty" if not run.stochastic else "no ground truth")
-        titles = ("predictive mean", "predictive std", "squared error (m - x)²", "reliability")
+        titles = ("predictive mean", SPREADS[spread][0], "squared error (m - x)²",
+                  "reliability")
         for col, text in enumerate(titles):
             axes[0, col].set_title(text)
-        bars = (("mean", 0, None, "neither"), ("std", 1, None, "neither"),
+        bars = (("mean", 0, None, "neither"), ("std", 1, SPREADS[spread][1], "neither"),
                 ("error", 2, None, err_extend))
         for key, col, label, extend in bars:
             if key in handles:
@@ -557,3 +584,107 @@ def _score_line(run: _Run) -> str:
     if "nll" in run.scores:
         text += f", NLL {_fmt(run.scores['nll'], 2)}"
     return text
+
+
+def trace_figure(
+    idata,
+    path,
+    pixels: Mapping[str, tuple[int, int]],
+    title: str | None = None,
+    *,
+    stat: str | None = "lp",
+) -> Path:
+    """Trace plots of an MCMC run: the log density and a few pixels, one row each.
+
+    Left a locator (the pooled predictive mean with the pixels numbered), then per row
+    the value against the draw index, one line per chain, and beside it each chain's
+    histogram on the same value axis. NaN padding of an interrupted chain is skipped.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or path
+        A run with several draws per chain in ``posterior_predictive.image``.
+    path : str or Path
+        Output file; its directory must exist. ``.png`` (default), ``.pdf`` or ``.svg``.
+    pixels : mapping of label -> (y, x)
+        The pixels to trace, in display order; each row is titled with its number
+        and label (e.g. why it was chosen and its R-hat / ESS).
+    title : str, optional
+        Figure title; defaults to the run's ``method`` attribute.
+    stat : str or None
+        A ``sample_stats`` variable traced in the first row (default ``"lp"``, the log
+        density); skipped when None or absent.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    target, fmt = _target(path)
+    idata = _load(idata)
+    if not isinstance(pixels, Mapping) or not pixels:
+        raise InputError("pixels must be a non-empty mapping of label -> (y, x)")
+    image = idata.posterior_predictive["image"].transpose("chain", "draw", "y", "x")
+    values = np.asarray(image.values, dtype=np.float64)
+    ny, nx = values.shape[2:]
+    chosen = []
+    for label, yx in pixels.items():
+        y, x = (int(v) for v in yx)
+        if not (0 <= y < ny and 0 <= x < nx):
+            raise InputError(f"pixel {label!r} at {(y, x)} is outside the {ny} x {nx} image")
+        chosen.append((str(label), y, x))
+    rows: list[tuple[str, str, np.ndarray]] = []
+    stats = getattr(idata, "sample_stats", None)
+    if stat is not None and stats is not None and stat in stats:
+        series = np.asarray(stats[stat].transpose("chain", "draw").values, dtype=np.float64)
+        name = "log density (lp)" if stat == "lp" else stat
+        rows.append((name, stat, series))
+    for i, (label, y, x) in enumerate(chosen, start=1):
+        rows.append((f"{i}: {label}", f"pixel {i}", values[:, :, y, x]))
+    mean = posterior.image_draws(idata).mean(axis=0)
+    n_chains = values.shape[0]
+
+    with mpl.rc_context(_STYLE):
+        fig = Figure(figsize=(11.0, 1.55 * len(rows) + 0.7), layout="constrained")
+        grid = fig.add_gridspec(len(rows), 3, width_ratios=[1.4, 4.2, 1.3])
+        locator = fig.add_subplot(grid[:, 0])
+        _show(locator, mean, "pixel locations", cmap=IMAGE_CMAP, vmin=0, vmax=1)
+        for i, (_, y, x) in enumerate(chosen, start=1):
+            locator.plot(x, y, marker="o", ms=9, mfc="none", mec="C1", mew=1.5,
+                         clip_on=False)
+            locator.annotate(str(i), (x, y), xytext=(6, 4), textcoords="offset points",
+                             color="C1", fontsize=9, fontweight="bold",
+                             annotation_clip=False,
+                             path_effects=[patheffects.withStroke(linewidth=2,
+                                                                  foreground="black")])
+        for row, (text, short, series) in enumerate(rows):
+            ax_trace = fig.add_subplot(grid[row, 1])
+            ax_hist = fig.add_subplot(grid[row, 2], sharey=ax_trace)
+            for chain in range(n_chains):
+                color = f"C{chain % 10}"
+                ax_trace.plot(np.arange(series.shape[1]), series[chain], lw=0.7, color=color,
+                              alpha=0.85, label=f"chain {chain}")
+                finite = series[chain][np.isfinite(series[chain])]
+                if finite.size:
+                    ax_hist.hist(finite, bins=min(30, max(5, finite.size // 5)),
+                                 orientation="horizontal", histtype="step", color=color,
+                                 lw=1.0)
+            ax_trace.set_title(text, loc="left", fontsize=9)
+            ax_trace.set_ylabel(short)
+            ax_trace.set_xlim(0, max(series.shape[1] - 1, 1))
+            ax_trace.yaxis.set_major_locator(MaxNLocator(4))
+            ax_hist.tick_params(labelleft=False)
+            ax_hist.xaxis.set_major_locator(MaxNLocator(3, integer=True))
+            if row == len(rows) - 1:
+                ax_trace.set_xlabel("draw (after warmup and thinning)")
+                ax_hist.set_xlabel("count")
+            else:
+                ax_trace.tick_params(labelbottom=False)
+            if row == 0:
+                ax_hist.set_title("histogram", fontsize=9)
+                if 1 < n_chains <= 8:
+                    ax_trace.legend(loc="upper right", ncols=min(n_chains, 4), frameon=True,
+                                    framealpha=0.8, fontsize=7)
+        head = title or _method_of(idata)
+        fig.suptitle(f"{head}: traces ({n_chains} chain{'s' if n_chains > 1 else ''})")
+        return _save(fig, target, fmt)
