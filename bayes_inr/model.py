@@ -23,6 +23,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions import TorchDistribution
+from torch.distributions import constraints
 
 from .errors import InputError, check_choice
 from .inr import INR
@@ -30,6 +32,31 @@ from .priors import Prior, as_prior, site_distribution
 from .radon import RadonOperator
 
 DROPOUT_SCOPES = ("pixel", "image")
+
+
+class UnitMasks(TorchDistribution):
+    """Independent Bernoulli(keep) units of one shape, as a single event.
+
+    The log density depends on the mask only through the number of kept units,
+    ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an elementwise
+    Bernoulli density over (pixels x width) units.
+    """
+
+    arg_constraints = {}
+    support = constraints.independent(constraints.boolean, 2)
+
+    def __init__(self, keep: float, shape: tuple[int, int], dtype=torch.float32, device=None):
+        self.keep, self.dtype, self.device = float(keep), dtype, device
+        super().__init__(torch.Size(), torch.Size(shape), validate_args=False)
+
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.event_shape
+        return (torch.rand(shape, device=self.device) < self.keep).to(self.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        kept = value.sum(dim=(-2, -1))
+        total = self.event_shape.numel()
+        return kept * math.log(self.keep) + (total - kept) * math.log1p(-self.keep)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -88,11 +115,10 @@ class CTModel:
         self.dropout_scope = dropout_scope
 
     def mask_distributions(self) -> dict:
-        """Mask site name -> Bernoulli(1 - p) event; empty without dropout."""
+        """Mask site name -> :class:`UnitMasks` of keep probability 1 - p; empty without dropout."""
         if not self.dropout:
             return {}
-        keep = torch.tensor(1 - self.dropout, device=self.operator.device)
-        return {name: dist.Bernoulli(keep).expand(shape).to_event(2)
+        return {name: UnitMasks(1 - self.dropout, shape, self.operator.dtype, self.operator.device)
                 for name, shape in self.inr.mask_shapes(self.dropout_scope).items()}
 
     def sample_masks(self) -> dict[str, torch.Tensor]:
