@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU build of torch first, so that pip does not pull a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	# the distributed extra (Ray) too, so that the Ray backend is tested in CI
+	$(BIN)/pip install --quiet -e ".[dev,distributed]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -11,7 +11,8 @@ from .errors import InputError, check_choice
 from .inr import Architecture
 from .model import DROPOUT_SCOPES
 
-INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts")
+INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts", "ensemble")
+SVI = ("map", "bbb", "mcd")
 MCMC = ("hmc", "nuts")
 MODELS = ("inr", "gop")
 INITS = ("map", "prior")
@@ -25,7 +26,8 @@ def _field(default, help: str):
 class FitConfig:
     """Every hyperparameter of a fit; each field's help is the CLI's help text."""
 
-    inference: str = _field("mcd", "inference method: map, bbb, mcd, hmc or nuts")
+    inference: str = _field("mcd", "inference method: map, bbb, mcd, hmc, nuts or ensemble "
+                            "(a mixture of independent fits, the paper's DE-N)")
     model: str = _field("inr", "image model: inr (the network) or gop (grid of pixels: the "
                         "image itself, head sigmoid for a sigmoid link)")
     depth: int = _field(3, "hidden layers of the MLP")
@@ -69,6 +71,11 @@ class FitConfig:
     save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")
     checkpoint_every: int = _field(100, "hmc/nuts: write the output file every this many "
                                    "kept draws")
+    members: int = _field(5, "ensemble: number of members (independent fits; member k has "
+                          "seed + k)")
+    member_inference: str = _field("mcd", "ensemble: inference of every member: map, bbb or mcd")
+    workers: int = _field(1, "ensemble: parallel worker processes for the members (1: in this "
+                          "process)")
     seed: int = _field(0, "seed of the Fourier matrix, the initial weights and the sampler")
     device: str = _field("cpu", "cpu or cuda")
     threads: int = _field(0, "torch CPU threads; 0 keeps torch's default")
@@ -81,8 +88,9 @@ class FitConfig:
         check_choice("dropout_scope", self.dropout_scope, DROPOUT_SCOPES)
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_choice("member_inference", self.member_inference, SVI)
         for name in ("steps", "draws", "particles", "thin", "chains", "max_tree_depth",
-                     "checkpoint_every"):
+                     "checkpoint_every", "members", "workers"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("warmup", "num_steps", "trajectory_length"):

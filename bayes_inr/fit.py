@@ -7,6 +7,8 @@
     python -m bayes_inr.fit --inference nuts --size 64 --chains 4 --draws 500 --out nuts.nc
     python -m bayes_inr.fit --resume nuts.nc                           # after an interruption
     python -m bayes_inr.fit --inference hmc --model gop --tv-weight 30 --out gop.nc
+    python -m bayes_inr.fit --inference ensemble --members 5 --workers 2 --out de5.nc
+    python -m bayes_inr.fit --member-configs models/mcd_cpu_top1.toml models/mcd_cpu_top2.toml
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from . import posterior
 from .config import MCMC, FitConfig, field_help, load_config
 from .data import Sample, benchmark_sample, load_benchmark, phantom_sample, simulate
+from .ensemble import fit_ensemble, member_scores
 from .errors import InputError
 from .geometry import Geometry
 from .gop import gop_model
@@ -84,7 +87,14 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
     chain, and on KeyboardInterrupt, which is then re-raised. ``resume`` is such a
     file's InferenceData: its chains continue from their last kept draws (its
     configuration must be ``config``, up to :data:`RESUME_MAY_CHANGE`).
+
+    ``inference="ensemble"`` fits the members of :func:`bayes_inr.ensemble.fit_ensemble`.
     """
+    if config.inference == "ensemble":
+        if prior is not None:
+            raise InputError("ensemble members take their priors from their configs, "
+                             "not a Python prior")
+        return fit_ensemble(sample, config, progress=progress)
     if config.threads:
         torch.set_num_threads(config.threads)
     pyro.set_rng_seed(config.seed)
@@ -251,6 +261,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path,
                    help="continue an interrupted hmc/nuts run file (its data and configuration; "
                         "only --threads and --checkpoint-every may change)")
+    p.add_argument("--member-configs", type=Path, nargs="+", metavar="TOML",
+                   help="ensemble members, one TOML config each (e.g. the top N of a sweep, "
+                        "python -m bayes_inr.sweep --rank); implies --inference ensemble")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     hyper = p.add_argument_group("hyperparameters (override the config file)")
     helps = field_help()
@@ -275,7 +288,7 @@ def main(argv=None) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)
                  if getattr(args, f.name) is not None}
     out = args.out or args.resume or Path("run.nc")
-    mcmc = False
+    mcmc, members = False, None
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill saves the draws so far
     try:
         if args.resume:
@@ -286,6 +299,14 @@ def main(argv=None) -> int:
                                  f"drop {' '.join(inputs)}")
             sample, config, resumed = resume_inputs(args.resume, overrides)
         else:
+            if args.member_configs:
+                if overrides.setdefault("inference", "ensemble") != "ensemble":
+                    raise InputError("--member-configs builds an ensemble: drop --inference "
+                                     f"{overrides['inference']}")
+                members = [load_config(path) for path in args.member_configs]
+                if overrides.setdefault("members", len(members)) != len(members):
+                    raise InputError(f"--members {overrides['members']} but "
+                                     f"{len(members)} --member-configs")
             config = (load_config(args.config, **overrides) if args.config
                       else FitConfig(**overrides))
             sample, resumed = sample_from_args(args, config.seed), None
@@ -295,8 +316,11 @@ def main(argv=None) -> int:
                   f"{config.draws} x {config.thin} transitions, "
                   f"{config.threads or torch.get_num_threads()} torch "
                   f"thread(s), device {config.device}", flush=True)
-        idata = fit(sample, config, progress=not args.quiet, out=out if mcmc else None,
-                    resume=resumed)
+        if config.inference == "ensemble":
+            idata = fit_ensemble(sample, config, members, progress=not args.quiet)
+        else:
+            idata = fit(sample, config, progress=not args.quiet, out=out if mcmc else None,
+                        resume=resumed)
         posterior.save(idata, out)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -307,12 +331,14 @@ def main(argv=None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"wrote {out} ({config.inference}, {config.draws} draws requested, "
-          f"{idata.posterior_predictive.attrs['wall_time']:.1f} s)")
+    attrs = idata.posterior_predictive.attrs
+    print(f"wrote {out} ({attrs['method']}, {len(posterior.image_draws(idata))} draws, "
+          f"{attrs['wall_time']:.1f} s)")
     if mcmc:
         print(hmc.diagnostics(idata))
     if sample.ground_truth is not None:
-        print(score_table([score(idata)]))
+        rows = member_scores(idata) if config.inference == "ensemble" else []
+        print(score_table([*rows, score(idata)]))
     return 0
 
 

@@ -1,0 +1,94 @@
+"""Deep ensembles: members as chains, a MAP member as one draw, the pooled mixture scored."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bayes_inr import metrics, posterior
+from bayes_inr.config import FitConfig
+from bayes_inr.data import phantom_sample
+from bayes_inr.ensemble import fit_ensemble, member_scores
+from bayes_inr.errors import InputError
+from bayes_inr.fit import fit, main
+
+TINY = {"depth": 2, "width": 16, "steps": 40, "lr": 1e-2, "draws": 4, "dropout": 0.2,
+        "head": "sigmoid", "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def sample16():
+    return phantom_sample(0, 12, 16)
+
+
+def test_members_are_chains_and_the_mixture_pools_their_draws(sample16):
+    base = FitConfig(inference="mcd", **TINY)
+    members = [base, base.replace(inference="map"), base.replace(dropout=0.4, draws=3)]
+    # two worker processes: the same draws as fitting each member alone with seed 5 + k
+    idata = fit_ensemble(sample16, base.replace(inference="ensemble", seed=5, workers=2),
+                         members, progress=False)
+    alone = [posterior.image_draws(fit(sample16, m.replace(seed=5 + k), progress=False))
+             for k, m in enumerate(members)]
+    pp = idata.posterior_predictive
+    assert pp.attrs["method"] == "DE-3"
+    assert list(pp["member"].values) == ["member0-mcd", "member1-map", "member2-mcd"]
+    assert pp["n_draws"].values.tolist() == [4, 1, 3]  # the MAP member is one draw
+    stored = [json.loads(text) for text in pp["member_config"].values]
+    assert [(c["inference"], c["seed"], c["dropout"]) for c in stored] == [
+        ("mcd", 5, 0.2), ("map", 6, 0.2), ("mcd", 7, 0.4)]
+    assert posterior.config(idata)["member_configs"] == stored
+    pooled = np.concatenate(alone)
+    np.testing.assert_array_equal(posterior.image_draws(idata), pooled)
+    result, truth = metrics.score(idata), sample16.ground_truth
+    assert result["n_draws"] == 8
+    assert result["psnr"] == pytest.approx(metrics.psnr(pooled.mean(0), truth))
+    assert result["nll"] == pytest.approx(metrics.nll(pooled, truth))
+    assert result["ece"] == pytest.approx(metrics.ece(pooled, truth))
+    # the mixture is wider than its members
+    assert pooled.std(0).mean() > max(a.std(0).mean() for a in alone)
+    scores = member_scores(idata)
+    assert [s["n_draws"] for s in scores] == [4, 1, 3]
+    assert scores[1]["psnr"] == pytest.approx(metrics.psnr(alone[1][0], truth))
+
+
+def test_ensemble_config_checks():
+    with pytest.raises(InputError, match="member_inference"):
+        FitConfig(inference="ensemble", member_inference="nuts")
+    with pytest.raises(InputError, match="members must be positive"):
+        FitConfig(inference="ensemble", members=0)
+    with pytest.raises(InputError, match="not hmc"):
+        fit_ensemble(phantom_sample(0, 4, 8), FitConfig(inference="ensemble"),
+                     [FitConfig(inference="hmc")], progress=False)
+
+
+def test_cli_ensembles(tmp_path, capsys):
+    data = ["--size", "16", "--views", "12", "--quiet"]
+    tiny = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    out = tmp_path / "de.nc"
+    assert main([*data, *tiny, "--inference", "ensemble", "--members", "2",
+                 "--member-inference", "map", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "member1-map" in text and "DE-2" in text
+    assert posterior.image_draws(posterior.load(out)).shape == (2, 16, 16)
+
+    configs = []
+    for k, inference in enumerate(["mcd", "map"]):
+        configs.append(tmp_path / f"m{k}.toml")
+        configs[-1].write_text(f'inference = "{inference}"\n' + "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in TINY.items()))
+    assert main([*data, "--member-configs", *map(str, configs), "--threads", "1",
+                 "--out", str(out)]) == 0
+    idata = posterior.load(out)
+    assert idata.posterior_predictive["n_draws"].values.tolist() == [4, 1]
+    assert posterior.config(idata)["inference"] == "ensemble"
+
+    hmc = tmp_path / "hmc.toml"
+    hmc.write_text('inference = "hmc"\n')
+    for bad in (["--member-configs", str(configs[0]), "--inference", "map"],
+                ["--member-configs", str(configs[0]), "--members", "3"],
+                ["--member-configs", str(hmc)],
+                ["--inference", "ensemble", "--member-inference", "hmc"]):
+        capsys.readouterr()
+        assert main([*data, *bad, "--out", str(out)]) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, (bad, err)
