@@ -1,0 +1,186 @@
+"""Reproduce the paper's Table 1: every method on the validation and test phantoms.
+
+    python analysis/table1.py --profile cpu --out analysis/results/table1_cpu
+    python analysis/table1.py --profile paper --out results/table1_paper   # GPU / cluster
+
+For each split (val, test), view count (5, 20) and phantom, the script runs the five
+classical baselines, BBB, the DE-10 ensemble (MCD base learners: ``models/mcd_V.toml``
+first, then the top configurations of the validation sweep, ``models/de_V/*.toml``), and
+HMC (test split only, as in the paper). MCD is member 1 of the ensemble alone, and DE-N
+is its first N members: the members are independent fits, so the nested ensembles
+share them. Every run is saved under ``OUT/runs/`` and skipped when present, so an
+interrupted table resumes. Configurations come from ``models/`` and were chosen on the
+validation split only; the test split is scored once, here.
+
+Writes ``OUT/table1.csv`` (one row per split, views, method, phantom), ``OUT/table1.md``
+(means over the 5 phantoms, the paper's numbers beside ours) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bayes_inr import posterior
+from bayes_inr.atomic import atomic_path
+from bayes_inr.baselines import METHODS as BASELINES
+from bayes_inr.baselines import reconstruct
+from bayes_inr.config import load_config
+from bayes_inr.data import SPLITS, benchmark_sample, load_benchmark
+from bayes_inr.ensemble import fit_ensemble
+from bayes_inr.fit import fit
+from bayes_inr.metrics import score
+
+PAPER = Path(__file__).with_name("reference") / "table1_paper.csv"
+ENSEMBLES = (2, 5, 10)
+KEYS = ("psnr", "nll", "ece")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Data and budgets of one Table-1 run."""
+
+    dataset: str
+    overrides: dict = field(default_factory=dict)
+    hmc_overrides: dict = field(default_factory=dict)
+    workers: int = 2
+
+
+PROFILES = {
+    # 128 x 128 on a 2-core CPU: the models/ budgets, two ensemble members at a time
+    "cpu": Profile("data/benchmark_128.nc"),
+    # the paper's 256 x 256 images and longer training; meant for a GPU or a Ray cluster
+    "paper": Profile("data/benchmark_256.nc", {"steps": 10000, "device": "cuda"},
+                     {"width": 256, "depth": 3, "activation": "relu", "omega0": 10.0,
+                      "draws": 1000, "warmup": 1000}, workers=1),
+}
+
+
+def member_configs(views: int, members: int, overrides: dict) -> list:
+    """MCD config of ``views`` first, then the sweep's top configurations, ``members`` in all."""
+    paths = [Path(f"models/mcd_{views}.toml"), *sorted(Path(f"models/de_{views}").glob("*.toml"))]
+    if len(paths) < members:
+        raise SystemExit(f"DE-{members} needs {members} member configs, found {len(paths)} "
+                         f"(models/mcd_{views}.toml and models/de_{views}/*.toml)")
+    return [load_config(path, **overrides) for path in paths[:members]]
+
+
+def cached(path: Path, make):
+    """The InferenceData at ``path``, made (and saved) by ``make()`` when absent."""
+    if path.exists():
+        return posterior.load(path)
+    idata = make()
+    posterior.save(idata, path)
+    return idata
+
+
+def run_image(sample, split: str, views: int, image_id: int, profile: Profile, runs: Path,
+              members: list) -> list[dict]:
+    """Score rows of every method on one phantom."""
+    rows = []
+    tag = f"{views}v_{image_id}"
+    for method in BASELINES:
+        idata = cached(runs / f"{method}_{tag}.nc", lambda m=method: posterior.from_reconstruction(
+            reconstruct(m, sample.sinogram, sample.geometry), sinogram=sample.sinogram,
+            angles=sample.geometry.angles, method=m.upper(), ground_truth=sample.ground_truth))
+        rows.append(score(idata) | {"method": method.upper()})
+    bbb = load_config(f"models/bbb_{views}.toml", **profile.overrides)
+    rows.append(score(cached(runs / f"bbb_{tag}.nc", lambda: fit(sample, bbb, False)))
+                | {"method": "BBB"})
+    base = members[0].replace(inference="ensemble", workers=profile.workers)
+    ensemble = cached(runs / f"de{len(members)}_{tag}.nc",
+                      lambda: fit_ensemble(sample, base, members, progress=False))
+    rows.append(score(ensemble.isel(chain=[0])) | {"method": "MCD"})
+    for n in (n for n in ENSEMBLES if n <= len(members)):
+        rows.append(score(ensemble.isel(chain=slice(0, n))) | {"method": f"DE-{n}"})
+    if split == "test":
+        hmc = load_config(f"models/hmc_{views}.toml", **profile.overrides,
+                          **profile.hmc_overrides)
+        rows.append(score(cached(runs / f"hmc_{tag}.nc", lambda: fit(sample, hmc, False)))
+                    | {"method": "HMC"})
+    for row in rows:
+        row |= {"split": split, "views": views, "image_id": image_id}
+    return rows
+
+
+def paper_numbers() -> dict:
+    """(views, method) -> the paper's Table-1 row."""
+    with PAPER.open() as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return {(int(r["views"]), r["method"].rstrip("*")): r for r in csv.DictReader(lines)}
+
+
+def _number(value: str) -> float:
+    return float("nan") if value in ("-", "") else float(value)
+
+
+def markdown(rows: list[dict], title: str) -> str:
+    """Means over phantoms per (views, method) and split, paper's numbers alongside."""
+    paper = paper_numbers()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    head = ["views", "method"]
+    for split in ("val", "test"):
+        head += [f"{split} {k.upper()}" for k in KEYS] + [f"paper {split} {k.upper()}"
+                                                           for k in KEYS]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for views in sorted({r["views"] for r in rows}):
+        for method in methods:
+            cells = [str(views), method]
+            for split in ("val", "test"):
+                chosen = [r for r in rows if (r["views"], r["method"], r["split"])
+                          == (views, method, split)]
+                for key in KEYS:
+                    values = [r.get(key, np.nan) for r in chosen]
+                    mean = np.mean(values) if values else np.nan
+                    cells.append("-" if np.isnan(mean) else f"{mean:.2f}" if key == "psnr"
+                                 else f"{mean:.3f}")
+                ref = paper.get((views, method), {})
+                cells += [ref.get(f"{split}_{key}", "-") for key in KEYS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--dataset", help="benchmark file (default: the profile's)")
+    parser.add_argument("--views", type=int, nargs="+", default=[20, 5])
+    parser.add_argument("--splits", nargs="+", choices=sorted(SPLITS), default=["val", "test"])
+    parser.add_argument("--members", type=int, default=max(ENSEMBLES),
+                        help="ensemble size fitted (DE-N for N <= this are reported)")
+    parser.add_argument("--out", type=Path, default=Path("analysis/results/table1_cpu"))
+    args = parser.parse_args()
+    profile = PROFILES[args.profile]
+    dataset = load_benchmark(args.dataset or profile.dataset)
+    runs = args.out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    start = time.perf_counter()
+    for views in args.views:
+        members = member_configs(views, args.members, profile.overrides)
+        for split in args.splits:
+            for image_id in SPLITS[split]:
+                sample = benchmark_sample(dataset, image_id, views)
+                rows += run_image(sample, split, views, image_id, profile, runs, members)
+                print(f"{split} {views} views phantom {image_id} done "
+                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+    keys = ["split", "views", "image_id", "method", "psnr", "ssim", "nll", "ece", "coverage_90"]
+    with atomic_path(args.out / "table1.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    title = (f"Table 1, profile {args.profile} ({dataset.sizes.get('y', '?')} px), "
+             f"{time.perf_counter() - start:.0f} s")
+    text = markdown(rows, title)
+    with atomic_path(args.out / "table1.md") as tmp:
+        Path(tmp).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
