@@ -148,8 +148,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="local", choices=BACKENDS,
                      help="local processes or Ray tasks")
     run.add_argument("--workers", type=int, default=1,
-                     help="trials at once (local processes; CPUs of a local Ray instance / "
-                          "--threads)")
+                     help="trials at once: local processes, or Ray tasks (a local Ray "
+                          "instance gets workers x threads CPUs)")
     run.add_argument("--threads", type=int, default=1, help="torch threads per trial")
     run.add_argument("--address", help="ray: address of an existing cluster (e.g. auto)")
     sel = p.add_argument_group("ranking")
