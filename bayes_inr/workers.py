@@ -8,13 +8,15 @@ One mechanism: :func:`run_tasks` applies a picklable function to every task and 
 - ``ray``: Ray tasks of ``threads`` CPUs each, on a local Ray instance (``workers x
   threads`` CPUs) or, with ``address``, on an existing cluster (``ray.init(address)``).
 
-Every task runs with ``torch.set_num_threads(threads)``, so that ``workers`` workers of
+Every task runs with ``torch.set_num_threads(threads)``, and worker processes start with
+OpenMP/BLAS limited to ``threads`` threads (NumPy, astra), so that ``workers`` workers of
 ``threads`` threads do not oversubscribe the cores. An exception raised by a task
 propagates to the caller; pending tasks are cancelled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +27,7 @@ import torch
 from .errors import InputError, check_choice
 
 BACKENDS = ("local", "ray")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def threads_per_worker(workers: int, threads: int = 0) -> int:
@@ -77,12 +80,28 @@ def run_tasks(function: Callable, tasks: Sequence, *, workers: int = 1, threads:
     return _pool_tasks(function, tasks, workers, threads)
 
 
+@contextlib.contextmanager
+def _thread_limits(threads: int) -> Iterator[None]:
+    """Set the OpenMP/BLAS thread variables that processes started inside inherit."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _pool_tasks(function, tasks, workers, threads):
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
     pool = ProcessPoolExecutor(min(workers, max(len(tasks), 1)), mp_context=context)
     try:
-        pending = {pool.submit(call_with_threads, function, threads, task): i
-                   for i, task in enumerate(tasks)}
+        with _thread_limits(threads):  # the pool spawns its processes on submit
+            pending = {pool.submit(call_with_threads, function, threads, task): i
+                       for i, task in enumerate(tasks)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
