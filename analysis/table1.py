@@ -4,11 +4,13 @@
     python analysis/table1.py --profile paper --out results/table1_paper   # GPU / cluster
 
 For each split (val, test), view count (5, 20) and phantom, the script runs the five
-classical baselines, BBB, the DE-10 ensemble (MCD base learners: ``models/mcd_V.toml``
-first, then the top configurations of the validation sweep, ``models/de_V/*.toml``), and
-HMC (test split only, as in the paper). MCD is member 1 of the ensemble alone, and DE-N
-is its first N members: the members are independent fits, so the nested ensembles
-share them. Every run is saved under ``OUT/runs/`` and skipped when present, so an
+classical baselines, BBB, a deep ensemble of ``--members`` MCD base learners, and HMC
+(test split only, as in the paper). The members are ``models/mcd_V.toml`` with seeds
+seed + k (own Fourier features and initial weights), or the configs in
+``models/de_V/`` (for example the top N of a validation sweep written by
+``python -m bayes_inr.sweep --rank ... --write-configs models/de_V``), the MCD config
+first. MCD is member 1 alone and DE-N the first N members: the members are independent
+fits, so the nested ensembles share them. Every run is saved under ``OUT/runs/`` and skipped when present, so an
 interrupted table resumes. Configurations come from ``models/`` and were chosen on the
 validation split only; the test split is scored once, here.
 
@@ -62,8 +64,11 @@ PROFILES = {
 
 
 def member_configs(views: int, members: int, overrides: dict) -> list:
-    """MCD config of ``views`` first, then the sweep's top configurations, ``members`` in all."""
+    """``members`` MCD configs: ``models/mcd_V.toml``, then ``models/de_V/*.toml`` if any,
+    else the MCD config again (each member gets its own seed)."""
     paths = [Path(f"models/mcd_{views}.toml"), *sorted(Path(f"models/de_{views}").glob("*.toml"))]
+    if len(paths) == 1:
+        paths *= members
     if len(paths) < members:
         raise SystemExit(f"DE-{members} needs {members} member configs, found {len(paths)} "
                          f"(models/mcd_{views}.toml and models/de_{views}/*.toml)")
