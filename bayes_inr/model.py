@@ -37,21 +37,29 @@ DROPOUT_SCOPES = ("pixel", "image")
 class UnitMasks(TorchDistribution):
     """Independent Bernoulli(keep) units of one shape, as a single event.
 
-    The log density depends on the mask only through the number of kept units,
-    ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an elementwise
-    Bernoulli density over (pixels x width) units.
+    Per-pixel masks need millions of draws per step, so sampling compares 16-bit random
+    integers (four per 64-bit draw of the generator) with a threshold: ``keep`` is
+    rounded to a multiple of 2**-16 (at most 8e-6 off), and that rounded value is the
+    distribution's ``keep``. The log density depends on the mask only through the number
+    of kept units, ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an
+    elementwise Bernoulli density over (pixels x width) units.
     """
 
     arg_constraints = {}
     support = constraints.independent(constraints.boolean, 2)
 
     def __init__(self, keep: float, shape: tuple[int, int], dtype=torch.float32, device=None):
-        self.keep, self.dtype, self.device = float(keep), dtype, device
+        self.threshold = min(max(round(keep * 2**16), 1), 2**16 - 1) - 2**15
+        self.keep = (self.threshold + 2**15) / 2**16
+        self.dtype, self.device = dtype, device
         super().__init__(torch.Size(), torch.Size(shape), validate_args=False)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.event_shape
-        return (torch.rand(shape, device=self.device) < self.keep).to(self.dtype)
+        words = -(-shape.numel() // 4)
+        bits = torch.randint(-2**63, 2**63 - 1, (words,), dtype=torch.int64, device=self.device)
+        halves = bits.view(torch.int16)[: shape.numel()].view(shape)
+        return (halves < self.threshold).to(self.dtype)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         kept = value.sum(dim=(-2, -1))
@@ -123,7 +131,7 @@ class CTModel:
 
     def sample_masks(self) -> dict[str, torch.Tensor]:
         """Sample the mask sites, scaled by 1 / (1 - p) (inverted dropout)."""
-        return {name: pyro.sample(name, d) / (1 - self.dropout)
+        return {name: pyro.sample(name, d) / d.keep
                 for name, d in self.mask_distributions().items()}
 
     def weight_distributions(self) -> dict:

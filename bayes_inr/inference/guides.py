@@ -43,9 +43,8 @@ class DropoutGuide:
     def sample_params(self, draws: int) -> dict[str, torch.Tensor]:
         """The means with a leading dimension of ``draws``, and as many scaled masks."""
         out = {name: mean.expand(draws, *mean.shape) for name, mean in self.means().items()}
-        keep = 1 - self.model.dropout
         for name, d in self.model.mask_distributions().items():
-            out[name] = d.sample((draws,)) / keep
+            out[name] = d.sample((draws,)) / d.keep
         return out
 
     def __call__(self):
