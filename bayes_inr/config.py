@@ -46,9 +46,9 @@ class FitConfig:
     lr: float = _field(1e-3, "initial Adam learning rate")
     lr_final: float = _field(0.1, "final learning rate as a fraction of lr (exponential decay)")
     dropout: float = _field(0.1, "MCD: probability p of dropping a hidden unit")
-    dropout_scope: str = _field("pixel", "MCD: pixel (own masks for every pixel of a draw, as "
-                                "dropout on a batch of coordinates) or image (one mask per "
-                                "draw: a draw is one function)")
+    dropout_scope: str = _field("image", "MCD: image (one mask per draw: a draw is one "
+                                "function) or pixel (own masks for every pixel of a draw, as "
+                                "dropout on a batch of coordinates in the authors' code)")
     kl_factor: float = _field(1e-3, "BBB: factor xi on the KL term")
     init_scale: float = _field(1e-3, "BBB: initial std of the mean-field guide")
     particles: int = _field(1, "ELBO particles per step")

@@ -6,9 +6,10 @@
     p     ~ Normal(A f, sigma)           (observed sinogram, one event)
     + optional anisotropic total variation, factor -lambda * TV(f)
 
-With dropout p > 0 (Monte Carlo dropout) the network also carries Bernoulli(1 - p)
-unit masks ``layerI.mask``, sample sites of their own whose guide is the same
-distribution: f = INR_w(masks / (1 - p)).
+With per-pixel Monte Carlo dropout (``dropout_scope="pixel"``) the network also carries
+Bernoulli(1 - p) unit masks ``layerI.mask`` for every pixel, sample sites of their own
+whose guide is the same distribution: f = INR_w(masks / (1 - p)). Per-image dropout needs
+no extra site: its masks are part of the weight draw (the dropout guide).
 
 The latent sites (weights and sigma) sit under ``poutine.scale(latent_scale)``:
 Bayes-by-backprop sets it to its KL factor xi, so that prior and guide terms are
@@ -31,7 +32,7 @@ from .inr import INR
 from .priors import Prior, as_prior, site_distribution
 from .radon import RadonOperator
 
-DROPOUT_SCOPES = ("pixel", "image")
+DROPOUT_SCOPES = ("image", "pixel")
 
 
 class UnitMasks(TorchDistribution):
@@ -97,14 +98,14 @@ class CTModel:
     dropout : float
         Probability p of dropping a hidden unit (0: no dropout masks).
     dropout_scope : str
+        ``image``: one mask per draw, so a draw is one function (weights M diag(z));
         ``pixel``: every pixel of every draw has its own masks (dropout on a batch of
-        coordinates, as in the paper's code); ``image``: one mask per draw, so a draw
-        is one function.
+        coordinates, as in the authors' code), as model sites.
     """
 
     def __init__(self, inr: INR, operator: RadonOperator, sinogram: torch.Tensor, prior,
                  sigma: float, infer_sigma: bool = False, tv_weight: float = 0.0,
-                 dropout: float = 0.0, dropout_scope: str = "pixel"):
+                 dropout: float = 0.0, dropout_scope: str = "image"):
         operator.geometry.check_sinogram(sinogram)
         if not sigma > 0:
             raise InputError(f"sigma must be positive, got {sigma}")
@@ -122,17 +123,19 @@ class CTModel:
         self.dropout = float(dropout)
         self.dropout_scope = dropout_scope
 
-    def mask_distributions(self) -> dict:
-        """Mask site name -> :class:`UnitMasks` of keep probability 1 - p; empty without dropout."""
+    def unit_masks(self) -> dict[str, UnitMasks]:
+        """Mask name -> :class:`UnitMasks` (keep 1 - p) over the inputs of every layer fed by
+        a hidden layer, of the dropout scope's shape; empty without dropout."""
         if not self.dropout:
             return {}
         return {name: UnitMasks(1 - self.dropout, shape, self.operator.dtype, self.operator.device)
                 for name, shape in self.inr.mask_shapes(self.dropout_scope).items()}
 
-    def sample_masks(self) -> dict[str, torch.Tensor]:
-        """Sample the mask sites, scaled by 1 / (1 - p) (inverted dropout)."""
-        return {name: pyro.sample(name, d) / d.keep
-                for name, d in self.mask_distributions().items()}
+    def mask_sites(self) -> dict[str, UnitMasks]:
+        """The masks that are sample sites of the model: per-pixel masks only (per-image
+        masks are part of the weight draw, see
+        :class:`~bayes_inr.inference.guides.DropoutGuide`)."""
+        return self.unit_masks() if self.dropout_scope == "pixel" else {}
 
     def weight_distributions(self) -> dict:
         """Site name -> prior distribution (an event of the site's shape)."""
@@ -148,7 +151,7 @@ class CTModel:
                 loc = torch.tensor(math.log(self.sigma), device=self.operator.device)
                 sigma = pyro.sample("sigma", dist.LogNormal(loc, 1.0))
                 sigma = sigma.unsqueeze(-1).unsqueeze(-1)
-        params |= self.sample_masks()
+        params |= {name: pyro.sample(name, d) / d.keep for name, d in self.mask_sites().items()}
         image = pyro.deterministic("image", self.inr.render(params))
         if self.tv_weight:
             pyro.factor("tv", -self.tv_weight * total_variation(image))

@@ -37,24 +37,34 @@ def test_log_likelihood_is_the_gaussian_density(sample32):
     assert prior == pytest.approx(manual, rel=1e-5)
 
 
-@pytest.mark.parametrize("scope", ["pixel", "image"])
-def test_dropout_guide_drops_a_fraction_p_of_units(sample32, scope):
-    config = FitConfig(inference="mcd", depth=2, width=64, dropout=0.3, dropout_scope=scope)
-    model = build_model(sample32, config)
+def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
+    config = FitConfig(inference="mcd", depth=2, width=64, dropout=0.3)
+    model = build_model(sample32, config.replace(dropout_scope="image"))
     guide = DropoutGuide(model, model.inr.init_params(0))
     draws = guide.sample_params(400)
-    mask = draws["layer1.mask"]  # inputs of layer 1, inverted dropout: 0 or 1 / (1 - p)
-    assert mask.shape == (400, 32 * 32 if scope == "pixel" else 1, 64)
+    w = draws["layer1.weight"]  # (400, 64, 64) = M diag(z) / (1 - p): columns are dropped inputs
+    assert (w == 0).all(dim=1).float().mean().item() == pytest.approx(0.3, abs=0.02)
+    kept = w[:, 0, :][w[:, 0, :] != 0]
+    mean = model.inr.init_params(0)["layer1.weight"][0].expand(400, -1)[w[:, 0, :] != 0]
+    torch.testing.assert_close(kept, mean / 0.7, rtol=1e-4, atol=0)
+    assert (draws["layer0.weight"] != 0).all()  # the Fourier embedding is not dropped
+    assert not model.mask_sites() and not any(name.endswith("mask") for name in draws)
+
+    model = build_model(sample32, config.replace(dropout_scope="pixel"))
+    guide = DropoutGuide(model, model.inr.init_params(0))
+    draws = guide.sample_params(400)
+    mask = draws["layer1.mask"]  # per pixel, inverted dropout: 0 or 1 / (1 - p)
+    assert mask.shape == (400, 32 * 32, 64)
     assert (mask == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
     assert mask.unique().tolist() == pytest.approx([0.0, 1 / 0.7], rel=1e-5)  # keep: 2**-16 steps
-    assert "layer0.mask" not in draws  # the Fourier embedding is not dropped
     torch.testing.assert_close(draws["layer1.weight"][0], draws["layer1.weight"][1])
-    # the masks enter the model as sites whose guide is their prior: no KL contribution
+    # per-pixel masks are model sites whose guide is their prior: no KL contribution
     trace = poutine.trace(guide).get_trace()
     model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace()
     for name in ("layer1.mask", "layer2.mask"):
-        torch.testing.assert_close(model_trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]),
-                                   trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]))
+        value = trace.nodes[name]["value"]
+        torch.testing.assert_close(model_trace.nodes[name]["fn"].log_prob(value),
+                                   trace.nodes[name]["fn"].log_prob(value))
 
 
 def test_map_fit_beats_fbp(sample32):

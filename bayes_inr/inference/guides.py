@@ -20,11 +20,18 @@ from ..model import CTModel
 class DropoutGuide:
     """Monte Carlo dropout as a variational family (Gal and Ghahramani).
 
-    The weights are point estimates (learned means); the model's Bernoulli(1 - p)
-    unit masks (:meth:`~bayes_inr.model.CTModel.mask_distributions`, inverted dropout)
-    are drawn from their own prior, so their KL term is zero and the ELBO is the
-    expected log-likelihood plus the log prior of the means (the L2 penalty of the
-    dropout objective). Biases, and sigma when inferred, are point estimates too.
+    Learned means M and Bernoulli(1 - p) unit masks z over the inputs of every layer fed
+    by a hidden layer, with inverted dropout (z / (1 - p), so M is the network's weight
+    without dropout). Biases, and sigma when inferred, are point estimates.
+
+    - ``image`` scope (one draw = one function): the weight site's value is
+      M diag(z) / (1 - p) and the guide's density is taken as constant, so the ELBO is
+      the expected log-likelihood plus the expected log prior of the masked weights:
+      Gal and Ghahramani's L2 on the kept weights comes from the prior.
+    - ``pixel`` scope: every pixel has its own masks, which cannot be folded into one
+      weight draw; they are sample sites of the model
+      (:meth:`~bayes_inr.model.CTModel.mask_sites`) drawn here from that same
+      distribution (zero KL), and the prior acts on M.
     """
 
     def __init__(self, model: CTModel, init: dict[str, torch.Tensor]):
@@ -40,18 +47,29 @@ class DropoutGuide:
             params["sigma"] = pyro.param("dropout.sigma", start, constraint=constraints.positive)
         return params
 
-    def sample_params(self, draws: int) -> dict[str, torch.Tensor]:
-        """The means with a leading dimension of ``draws``, and as many scaled masks."""
-        out = {name: mean.expand(draws, *mean.shape) for name, mean in self.means().items()}
-        for name, d in self.model.mask_distributions().items():
-            out[name] = d.sample((draws,)) / d.keep
+    def _draw(self, lead: tuple[int, ...], sample) -> dict[str, torch.Tensor]:
+        """Means with leading dimensions ``lead``, masked by ``sample(name, dist)`` masks."""
+        out = {name: mean.expand(*lead, *mean.shape) for name, mean in self.means().items()}
+        for name, d in self.model.unit_masks().items():
+            mask = sample(name, d) / d.keep
+            if self.model.dropout_scope == "pixel":
+                out[name] = mask
+            else:
+                weight = name.replace(".mask", ".weight")
+                out[weight] = out[weight] * mask
         return out
 
+    def sample_params(self, draws: int) -> dict[str, torch.Tensor]:
+        """``draws`` parameter draws: a leading dimension of that many masks."""
+        return self._draw((draws,), lambda name, d: d.sample((draws,)))
+
     def __call__(self):
-        for name, value in self.means().items():
-            pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
-        for name, d in self.model.mask_distributions().items():
-            pyro.sample(name, d)
+        sites = self.model.mask_sites()  # per-pixel masks are sites; per-image ones are not
+        params = self._draw((), lambda name, d: pyro.sample(name, d) if name in sites
+                            else d.sample())
+        for name, value in params.items():
+            if name not in sites:
+                pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
 
 
 def make_guide(method: str, model: CTModel, init: dict[str, torch.Tensor], *,
