@@ -35,7 +35,9 @@ class FitConfig:
     omega0: float = _field(2.0, "std of the Gaussian Fourier matrix (the paper's RFF frequency)")
     n_features: int = _field(0, "Fourier frequencies m (embedding 2m); 0 means width // 2")
     activation: str = _field("relu", "relu, silu, sine, softplus or tanh")
-    head: str = _field("linear", "output head: linear or sigmoid")
+    head: str = _field("linear", "output head: linear, sigmoid, or clipped_sigmoid (the sigmoid "
+                       "stretched by 1 % on both sides and clipped to [0, 1], so that an image "
+                       "can be exactly 0, like air, or 1)")
     sine_w0: float = _field(1.0, "frequency factor of the sine activation")
     prior: str = _field("normal:1.0",
                         "weight prior: normal:SCALE, fan_in_normal:TAU or laplace:SCALE")

@@ -17,7 +17,9 @@ import torch
 from .errors import InputError, check_choice
 
 ACTIVATIONS = ("relu", "silu", "sine", "softplus", "tanh")
-HEADS = ("linear", "sigmoid")
+HEADS = ("linear", "sigmoid", "clipped_sigmoid")
+CLIP_MARGIN = 0.01
+"""The clipped sigmoid head stretches the sigmoid to (-margin, 1 + margin), then clips."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class Architecture:
     activation : str
         One of ``relu``, ``silu``, ``sine`` (SIREN, ``sin(sine_w0 z)``), ``softplus``, ``tanh``.
     head : str
-        ``linear`` or ``sigmoid`` output.
+        ``linear``, ``sigmoid`` or ``clipped_sigmoid`` output; the last is
+        ``clip((1 + 2 m) sigmoid(z) - m, 0, 1)`` with m = :data:`CLIP_MARGIN`, so an
+        image can be exactly 0 (air) or 1, which a sigmoid never reaches.
     sine_w0 : float
         SIREN frequency factor, used by ``sine`` only. The Fourier features already
         carry the frequencies, so the default is 1 rather than SIREN's 30.
@@ -148,4 +152,6 @@ class INR:
         out = h.squeeze(-1)
         if self.arch.head == "sigmoid":
             out = torch.sigmoid(out)
+        elif self.arch.head == "clipped_sigmoid":
+            out = ((1 + 2 * CLIP_MARGIN) * torch.sigmoid(out) - CLIP_MARGIN).clamp(0, 1)
         return out.reshape(*out.shape[:-1], *self.shape)

@@ -26,6 +26,19 @@ def test_batched_render_equals_draw_by_draw(activation):
     assert 0 <= images.min() and images.max() <= 1
 
 
+def test_clipped_sigmoid_head_reaches_zero_and_one():
+    inr = make_inr(head="clipped_sigmoid")
+    params = inr.init_params(0)
+    logits = make_inr(head="linear").render(params)
+    margin = 0.01
+    expected = ((1 + 2 * margin) * torch.sigmoid(logits) - margin).clamp(0, 1)
+    torch.testing.assert_close(inr.render(params), expected)
+    params["layer2.bias"] = torch.tensor([-20.0])  # far below: exactly 0, like air
+    assert (inr.render(params) == 0).all()
+    params["layer2.bias"] = torch.tensor([20.0])
+    assert (inr.render(params) == 1).all()
+
+
 def test_fourier_matrix_is_fixed_by_seed_and_scaled_by_omega0():
     a, b = make_inr(omega0=3.0), make_inr(omega0=3.0)
     torch.testing.assert_close(a.embedding, b.embedding)
