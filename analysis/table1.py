@@ -10,12 +10,13 @@ seed + k (own Fourier features and initial weights), or the configs in
 ``models/de_V/`` (for example the top N of a validation sweep written by
 ``python -m bayes_inr.sweep --rank ... --write-configs models/de_V``), the MCD config
 first. MCD is member 1 alone and DE-N the first N members: the members are independent
-fits, so the nested ensembles share them. Every run is saved under ``OUT/runs/`` and skipped when present, so an
-interrupted table resumes. Configurations come from ``models/`` and were chosen on the
-validation split only; the test split is scored once, here.
+fits, so the nested ensembles share them. Every run is saved under ``OUT/runs/`` and
+skipped when present, so an interrupted table resumes. Configurations come from
+``models/`` and were chosen on the validation split only; the test split is scored once,
+here.
 
-Writes ``OUT/table1.csv`` (one row per split, views, method, phantom), ``OUT/table1.md``
-(means over the 5 phantoms, the paper's numbers beside ours) and prints the table.
+Writes ``OUT/table1.csv`` (one row per split, views, method, phantom) and ``OUT/table1.md``
+(means over the phantoms done, the paper's numbers beside ours) after every phantom.
 """
 
 from __future__ import annotations
@@ -172,19 +173,23 @@ def main() -> None:
             for image_id in SPLITS[split]:
                 sample = benchmark_sample(dataset, image_id, views)
                 rows += run_image(sample, split, views, image_id, profile, runs, members)
-                print(f"{split} {views} views phantom {image_id} done "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+                seconds = time.perf_counter() - start
+                print(f"{split} {views} views phantom {image_id} done ({seconds:.0f} s)",
+                      flush=True)
+                write_tables(rows, args.out, f"Table 1, profile {args.profile} "
+                             f"({sample.geometry.size} px, {args.members} ensemble members)")
+    print((args.out / "table1.md").read_text())
+
+
+def write_tables(rows: list[dict], out: Path, title: str) -> None:
+    """``table1.csv`` (every row) and ``table1.md`` (means, paper alongside), atomically."""
     keys = ["split", "views", "image_id", "method", "psnr", "ssim", "nll", "ece", "coverage_90"]
-    with atomic_path(args.out / "table1.csv") as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_path(out / "table1.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    title = (f"Table 1, profile {args.profile} ({dataset.sizes.get('y', '?')} px), "
-             f"{time.perf_counter() - start:.0f} s")
-    text = markdown(rows, title)
-    with atomic_path(args.out / "table1.md") as tmp:
-        Path(tmp).write_text(text)
-    print(text)
+    with atomic_path(out / "table1.md") as tmp:
+        Path(tmp).write_text(markdown(rows, title))
 
 
 if __name__ == "__main__":
