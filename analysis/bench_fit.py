@@ -58,7 +58,7 @@ def main() -> None:
         model = build_model(sample, config)
         per_step = []
         for _ in range(args.repeats):
-            result = fit_svi(model, "mcd", model.inr.init_params(0), steps=50,
+            result = fit_svi(model, "mcd", model.init_params(0), steps=50,
                              lr=config.lr, progress=False)
             per_step.append(result.seconds_per_step)
         step = float(np.median(per_step))

@@ -107,7 +107,7 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
         return _fit_mcmc(sample, config, model, record, start, progress, out, resume)
     if resume is not None:
         raise InputError("only hmc/nuts runs can be resumed")
-    init = model.inr.init_params(config.seed)
+    init = model.init_params(config.seed)
     try:
         result = fit_svi(model, config.inference, init, steps=config.steps, lr=config.lr,
                          lr_final=config.lr_final,

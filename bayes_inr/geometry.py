@@ -92,6 +92,13 @@ class Geometry:
         )
         return vol, proj
 
+    def mean_attenuation(self, sinogram) -> float:
+        """The image mean implied by a sinogram: every view integrates the whole image, so
+        ``sum_d p(theta, d) * pixel_size`` is its integral over [-1, 1]^2 (area 4); averaged
+        over views."""
+        sums = np.asarray(sinogram, dtype=np.float64).sum(axis=-1)
+        return float(sums.mean() * self.pixel_size / 4.0)
+
     def check_sinogram(self, sinogram) -> None:
         """Raise :class:`InputError` unless ``sinogram`` ends in (V, D) and is finite."""
         shape = tuple(sinogram.shape)

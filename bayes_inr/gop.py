@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .errors import check_choice
+from .inr import head_inverse
 from .model import CTModel
 from .radon import RadonOperator
 
@@ -51,9 +52,12 @@ class PixelGrid:
         """Site name -> (shape, fan_in): one site ``pixels``, fan-in 1."""
         return {"pixels": (self.shape, 1)}
 
-    def init_params(self, seed: int = 0) -> dict[str, torch.Tensor]:
-        """A flat grey start: 0 (0.5 through the sigmoid link); ``seed`` is unused."""
-        return {"pixels": torch.zeros(self.shape, device=self.device, dtype=self.dtype)}
+    def init_params(self, seed: int = 0, image_mean: float | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """A flat start at ``image_mean`` through the link (default 0, so 0.5 through the
+        sigmoid); ``seed`` is unused."""
+        value = 0.0 if image_mean is None else head_inverse(self.link, image_mean)
+        return {"pixels": torch.full(self.shape, value, device=self.device, dtype=self.dtype)}
 
     def render(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Images (*draws, N, N) from pixel values with leading draw dimensions."""

@@ -74,6 +74,17 @@ class Architecture:
         return list(zip(dims[:-1], dims[1:], strict=True))
 
 
+def head_inverse(head: str, value: float) -> float:
+    """The pre-activation that ``head`` maps to ``value`` (clamped into the open range of
+    a sigmoid head)."""
+    if head == "linear":
+        return float(value)
+    if head == "clipped_sigmoid":
+        value = (value + CLIP_MARGIN) / (1 + 2 * CLIP_MARGIN)
+    value = min(max(value, 1e-3), 1 - 1e-3)
+    return math.log(value / (1 - value))
+
+
 class INR:
     """An INR on the pixel grid of a geometry.
 
@@ -107,8 +118,14 @@ class INR:
             shapes[f"layer{i}.bias"] = ((fan_out,), fan_in)
         return shapes
 
-    def init_params(self, seed: int = 0) -> dict[str, torch.Tensor]:
-        """Standard initial weights: PyTorch's Linear default, or SIREN's for ``sine``."""
+    def init_params(self, seed: int = 0, image_mean: float | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """Standard initial weights: PyTorch's Linear default, or SIREN's for ``sine``.
+
+        ``image_mean`` sets the output bias so that a zero pre-activation renders that
+        value through the head. A sigmoid started at 0.5 against a mostly dark image takes
+        huge first steps that can saturate it at 0 for good (all gradients vanish).
+        """
         gen = torch.Generator().manual_seed(seed)
         params = {}
         for name, (shape, fan_in) in self.param_shapes().items():
@@ -118,6 +135,8 @@ class INR:
                 bound = 1 / fan_in if first else math.sqrt(6 / fan_in) / self.arch.sine_w0
             u = torch.rand(shape, generator=gen, dtype=self.embedding.dtype)
             params[name] = ((2 * u - 1) * bound).to(self.embedding.device)
+        if image_mean is not None:
+            params[f"layer{self.arch.depth}.bias"].fill_(head_inverse(self.arch.head, image_mean))
         return params
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:

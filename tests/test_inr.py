@@ -82,3 +82,27 @@ def test_bad_architecture_and_prior():
         as_prior("cauchy:1")
     with pytest.raises(InputError, match="number"):
         as_prior("normal:wide")
+
+
+@pytest.mark.parametrize("head", ["linear", "sigmoid", "clipped_sigmoid"])
+def test_init_starts_output_at_image_mean(head):
+    # a zero pre-activation renders the requested mean through every head
+    inr = make_inr(head=head)
+    params = inr.init_params(0, image_mean=0.15)
+    params = {k: torch.zeros_like(v) if k != "layer2.bias" else v for k, v in params.items()}
+    torch.testing.assert_close(inr.render(params), torch.full((12, 12), 0.15))
+
+
+def test_model_init_renders_the_sinograms_mean():
+    # a dark phantom (mean ~0.1): a sigmoid started at 0.5 overshoots every ray, and
+    # Adam's first steps at 128 px can saturate it at 0 for good; the model starts the
+    # output at the mean the sinogram implies
+    from bayes_inr.config import FitConfig
+    from bayes_inr.data import phantom_sample
+    from bayes_inr.fit import build_model
+
+    sample = phantom_sample(2, size=32, views=12)
+    model = build_model(sample, FitConfig(head="sigmoid", width=32, depth=2))
+    image = model.inr.render(model.init_params(0))
+    assert float(image.mean()) == pytest.approx(sample.ground_truth.mean(), abs=0.03)
+    assert float(model.inr.render(model.inr.init_params(0)).mean()) > 0.3

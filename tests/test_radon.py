@@ -95,3 +95,11 @@ def test_bad_input():
             Geometry(16, bad)
     with pytest.raises(InputError, match="size"):
         Geometry(0, 4)
+
+
+def test_mean_attenuation_recovers_image_mean():
+    # every view integrates the whole image: the sinogram fixes the image mean
+    geometry = Geometry(24, 7)
+    image = np.random.default_rng(0).uniform(size=(24, 24)).astype(np.float32)
+    sino = RadonOperator(geometry)(torch.from_numpy(image)).numpy()
+    assert geometry.mean_attenuation(sino) == pytest.approx(image.mean(), rel=1e-3)

@@ -189,7 +189,7 @@ class FlatPotential:
 
     def initial(self, seed: int) -> torch.Tensor:
         """The model's initial values (network init; sigma at its prior median)."""
-        return self.flatten(self.model.inr.init_params(seed))
+        return self.flatten(self.model.init_params(seed))
 
     def energy(self, theta: torch.Tensor) -> torch.Tensor:
         """``U(theta)`` for one flat vector (dim,)."""
@@ -636,7 +636,7 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
     check_choice("init", init, ("map", "prior"))
     points = []
     for chain in range(chains):
-        values = potential.model.inr.init_params(seed + chain)
+        values = potential.model.init_params(seed + chain)
         if init == "map":
             try:
                 guide = fit_svi(potential.model, "map", values, steps=steps, lr=lr,
