@@ -8,7 +8,8 @@
 
 With per-pixel Monte Carlo dropout (``dropout_scope="pixel"``) the network also carries
 Bernoulli(1 - p) unit masks ``layerI.mask`` for every pixel, sample sites of their own
-whose guide is the same distribution: f = INR_w(masks / (1 - p)). Per-image dropout needs
+whose guide is the same distribution: f = INR_w with inputs z * h and
+weights W / (1 - p). Per-image dropout needs
 no extra site: its masks are part of the weight draw (the dropout guide).
 
 The latent sites (weights and sigma) sit under ``poutine.scale(latent_scale)``:
@@ -36,12 +37,13 @@ DROPOUT_SCOPES = ("image", "pixel")
 
 
 class UnitMasks(TorchDistribution):
-    """Independent Bernoulli(keep) units of one shape, as a single event.
+    """Independent Bernoulli(keep) units of one shape, as a single boolean event.
 
     Per-pixel masks need millions of draws per step, so sampling compares 16-bit random
     integers (four per 64-bit draw of the generator) with a threshold: ``keep`` is
     rounded to a multiple of 2**-16 (at most 8e-6 off), and that rounded value is the
-    distribution's ``keep``. The log density depends on the mask only through the number
+    distribution's ``keep``. Draws stay boolean (a float copy would cost another pass
+    over pixels x width). The log density depends on the mask only through the number
     of kept units, ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an
     elementwise Bernoulli density over (pixels x width) units.
     """
@@ -49,10 +51,10 @@ class UnitMasks(TorchDistribution):
     arg_constraints = {}
     support = constraints.independent(constraints.boolean, 2)
 
-    def __init__(self, keep: float, shape: tuple[int, int], dtype=torch.float32, device=None):
+    def __init__(self, keep: float, shape: tuple[int, int], device=None):
         self.threshold = min(max(round(keep * 2**16), 1), 2**16 - 1) - 2**15
         self.keep = (self.threshold + 2**15) / 2**16
-        self.dtype, self.device = dtype, device
+        self.device = device
         super().__init__(torch.Size(), torch.Size(shape), validate_args=False)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
@@ -60,12 +62,29 @@ class UnitMasks(TorchDistribution):
         words = -(-shape.numel() // 4)
         bits = torch.randint(-2**63, 2**63 - 1, (words,), dtype=torch.int64, device=self.device)
         halves = bits.view(torch.int16)[: shape.numel()].view(shape)
-        return (halves < self.threshold).to(self.dtype)
+        return halves < self.threshold
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         kept = value.sum(dim=(-2, -1))
         total = self.event_shape.numel()
         return kept * math.log(self.keep) + (total - kept) * math.log1p(-self.keep)
+
+
+def apply_dropout(params: dict[str, torch.Tensor], name: str, mask: torch.Tensor, keep: float,
+                  scope: str) -> None:
+    """Inverted dropout of the input units of mask ``name`` ("layerI.mask"), in ``params``.
+
+    The 1 / keep rescaling goes into the layer's weight, never over the (pixels x width)
+    mask. ``image`` scope folds the mask in as well (weight M diag(z) / keep, one function
+    per draw); ``pixel`` scope stores the mask under ``name`` for
+    :meth:`~bayes_inr.inr.INR.render`.
+    """
+    weight = name.replace(".mask", ".weight")
+    if scope == "pixel":
+        params[name] = mask
+        params[weight] = params[weight] / keep
+    else:
+        params[weight] = params[weight] * mask / keep
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -128,7 +147,7 @@ class CTModel:
         a hidden layer, of the dropout scope's shape; empty without dropout."""
         if not self.dropout:
             return {}
-        return {name: UnitMasks(1 - self.dropout, shape, self.operator.dtype, self.operator.device)
+        return {name: UnitMasks(1 - self.dropout, shape, self.operator.device)
                 for name, shape in self.inr.mask_shapes(self.dropout_scope).items()}
 
     def mask_sites(self) -> dict[str, UnitMasks]:
@@ -136,6 +155,12 @@ class CTModel:
         masks are part of the weight draw, see
         :class:`~bayes_inr.inference.guides.DropoutGuide`)."""
         return self.unit_masks() if self.dropout_scope == "pixel" else {}
+
+    def init_params(self, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Initial weights of the representation, its output started at the image mean
+        that the sinogram implies (:meth:`~bayes_inr.geometry.Geometry.mean_attenuation`)."""
+        mean = self.operator.geometry.mean_attenuation(self.sinogram.cpu().numpy())
+        return self.inr.init_params(seed, image_mean=mean)
 
     def weight_distributions(self) -> dict:
         """Site name -> prior distribution (an event of the site's shape)."""
@@ -151,7 +176,8 @@ class CTModel:
                 loc = torch.tensor(math.log(self.sigma), device=self.operator.device)
                 sigma = pyro.sample("sigma", dist.LogNormal(loc, 1.0))
                 sigma = sigma.unsqueeze(-1).unsqueeze(-1)
-        params |= {name: pyro.sample(name, d) / d.keep for name, d in self.mask_sites().items()}
+        for name, d in self.mask_sites().items():
+            apply_dropout(params, name, pyro.sample(name, d), d.keep, self.dropout_scope)
         image = pyro.deterministic("image", self.inr.render(params))
         if self.tv_weight:
             pyro.factor("tv", -self.tv_weight * total_variation(image))

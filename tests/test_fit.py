@@ -53,11 +53,19 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     model = build_model(sample32, config.replace(dropout_scope="pixel"))
     guide = DropoutGuide(model, model.inr.init_params(0))
     draws = guide.sample_params(400)
-    mask = draws["layer1.mask"]  # per pixel, inverted dropout: 0 or 1 / (1 - p)
-    assert mask.shape == (400, 32 * 32, 64)
-    assert (mask == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
-    assert mask.unique().tolist() == pytest.approx([0.0, 1 / 0.7], rel=1e-5)  # keep: 2**-16 steps
+    mask = draws["layer1.mask"]  # per pixel units kept; the weight carries 1 / (1 - p)
+    assert mask.shape == (400, 32 * 32, 64) and mask.dtype == torch.bool
+    assert (~mask).float().mean().item() == pytest.approx(0.3, abs=0.02)
     torch.testing.assert_close(draws["layer1.weight"][0], draws["layer1.weight"][1])
+    mean = model.inr.init_params(0)["layer1.weight"]
+    torch.testing.assert_close(draws["layer1.weight"][0], mean / 0.7, rtol=1e-4, atol=0)
+    # masked inputs times W / (1 - p) = the authors' F.dropout (inputs z h / (1 - p)) times W
+    one = {k: v[:1] for k, v in draws.items()}
+    h_masks = {k: v for k, v in one.items() if k.endswith("mask")}
+    reference = dict(one) | {k: v / 0.7 for k, v in h_masks.items()}
+    reference |= {k.replace("mask", "weight"): one[k.replace("mask", "weight")] * 0.7
+                  for k in h_masks}
+    torch.testing.assert_close(model.inr.render(one), model.inr.render(reference))
     # per-pixel masks are model sites whose guide is their prior: no KL contribution
     trace = poutine.trace(guide).get_trace()
     model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace()

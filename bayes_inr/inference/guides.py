@@ -14,15 +14,16 @@ from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_value
 from torch.distributions import constraints
 
 from ..errors import InputError
-from ..model import CTModel
+from ..model import CTModel, apply_dropout
 
 
 class DropoutGuide:
     """Monte Carlo dropout as a variational family (Gal and Ghahramani).
 
     Learned means M and Bernoulli(1 - p) unit masks z over the inputs of every layer fed
-    by a hidden layer, with inverted dropout (z / (1 - p), so M is the network's weight
-    without dropout). Biases, and sigma when inferred, are point estimates.
+    by a hidden layer, with inverted dropout (the layer's weight is M / (1 - p) on the
+    kept inputs, so M is the network's weight without dropout). Biases, and sigma when
+    inferred, are point estimates.
 
     - ``image`` scope (one draw = one function): the weight site's value is
       M diag(z) / (1 - p) and the guide's density is taken as constant, so the ELBO is
@@ -51,12 +52,7 @@ class DropoutGuide:
         """Means with leading dimensions ``lead``, masked by ``sample(name, dist)`` masks."""
         out = {name: mean.expand(*lead, *mean.shape) for name, mean in self.means().items()}
         for name, d in self.model.unit_masks().items():
-            mask = sample(name, d) / d.keep
-            if self.model.dropout_scope == "pixel":
-                out[name] = mask
-            else:
-                weight = name.replace(".mask", ".weight")
-                out[weight] = out[weight] * mask
+            apply_dropout(out, name, sample(name, d), d.keep, self.model.dropout_scope)
         return out
 
     def sample_params(self, draws: int) -> dict[str, torch.Tensor]:
