@@ -12,6 +12,14 @@ Definitions, shared by every method and baseline (see ``DESIGN.md``):
   q-interval of that pixel's draws, with bounds the empirical quantiles at
   0.5 - q/2 and 0.5 + q/2 (``np.quantile``, linear interpolation; both bounds
   inclusive). q = 0 gives the interval [median, median].
+- Ties: where the true value equals some of the draws exactly (a predictive with an
+  atom, such as air at exactly 0 under a clipped head), the pixel's PIT is not one
+  number but the interval [F(x-), F(x)] (fractions of draws below and not above x).
+  Such a pixel counts as covered with the fraction of that interval lying in
+  [0.5 - q/2, 0.5 + q/2]: the expectation of the randomised PIT (Czado, Gneiting and
+  Held 2009). An atom at the truth is then calibrated at every level, where the
+  interval rule would count it covered even at q = 0. Without ties (continuous
+  draws) the rule above is unchanged.
 - ECE = mean over the levels of |coverage(q) - q|; with the default 20 levels
   0, 0.05, ..., 0.95 this is the sum of |coverage(q) - q| * 0.05.
 - Coverage map: per-pixel |x - m| / s.
@@ -141,16 +149,32 @@ def nll(draws, truth, eps: float = EPS) -> float:
 def _excess(draws: np.ndarray, truth: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Per level and pixel, how far ``truth`` lies outside the central interval (0 inside).
 
-    Shape (L, P). ``truth`` lies inside the interval widened by ``delta`` exactly when
-    the excess is ``<= delta``. All quantiles come from one ``np.quantile`` call.
+    Shape (L, P) for draws (S, P), truth (P,). ``truth`` lies inside the interval widened
+    by ``delta`` exactly when the excess is ``<= delta``. All quantiles come from one
+    ``np.quantile`` call.
     """
     n_levels = levels.size
     probs = np.concatenate([0.5 - levels / 2.0, 0.5 + levels / 2.0])
-    flat = draws.reshape(draws.shape[0], -1)
-    bounds = np.quantile(flat, probs, axis=0)  # (2L, P)
+    bounds = np.quantile(draws, probs, axis=0)  # (2L, P)
     lo, hi = bounds[:n_levels], bounds[n_levels:]
     t = truth.reshape(1, -1)
     return np.maximum(np.maximum(lo - t, t - hi), 0.0)
+
+
+def _coverage_parts(draws: np.ndarray, truth: np.ndarray, levels: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The pieces of the coverage curve: the excesses (L, P_untied) of the pixels whose
+    truth equals no draw, the summed fractional coverage (L,) of the tied pixels (see the
+    module notes on ties), and the number of pixels."""
+    flat = draws.reshape(draws.shape[0], -1)
+    t = truth.reshape(-1)
+    below = (flat < t).mean(axis=0)
+    upto = (flat <= t).mean(axis=0)
+    tied = upto > below
+    lo, hi = 0.5 - levels[:, None] / 2.0, 0.5 + levels[:, None] / 2.0
+    overlap = np.clip(np.minimum(hi, upto[tied]) - np.maximum(lo, below[tied]), 0.0, None)
+    tied_sum = (overlap / (upto[tied] - below[tied])).sum(axis=1)
+    return _excess(flat[:, ~tied], t[~tied], levels), tied_sum, t.size
 
 
 def coverage_curve(draws, truth, levels: Sequence[float] | np.ndarray = LEVELS,
@@ -158,12 +182,13 @@ def coverage_curve(draws, truth, levels: Sequence[float] | np.ndarray = LEVELS,
     """Coverage at each level (the reliability curve), shape (L,).
 
     ``widen`` widens every interval by a fixed amount on each side (bounds
-    ``lo - widen``, ``hi + widen``); see :func:`ece` for why that is not a fair score.
+    ``lo - widen``, ``hi + widen``; tied pixels keep their fractional coverage); see
+    :func:`ece` for why that is not a fair score.
     """
     draws, truth = _draws_truth(draws, truth)
     levels = _levels(levels)
-    delta = _widen(widen)
-    return (_excess(draws, truth, levels) <= delta).mean(axis=1)
+    excess, tied_sum, n_pixels = _coverage_parts(draws, truth, levels)
+    return ((excess <= _widen(widen)).sum(axis=1) + tied_sum) / n_pixels
 
 
 def coverage(draws, truth, q: float) -> float:
@@ -217,11 +242,11 @@ def paper_delta_ece(draws, truth, deltas: Sequence[float] | np.ndarray = PAPER_D
     check_finite("deltas", deltas)
     if (deltas < 0).any():
         raise InputError("deltas must be non-negative")
-    excess = np.sort(_excess(draws, truth, levels), axis=1)  # (L, P)
-    n_pixels = excess.shape[1]
-    # coverage(level, delta) = fraction of excesses <= delta
+    excess, tied_sum, n_pixels = _coverage_parts(draws, truth, levels)
+    excess = np.sort(excess, axis=1)  # (L, P_untied)
+    # coverage(level, delta) = (untied excesses <= delta + tied fractions) / pixels
     counts = np.stack([np.searchsorted(row, deltas, side="right") for row in excess])
-    curves = counts / n_pixels  # (L, K)
+    curves = (counts + tied_sum[:, None]) / n_pixels  # (L, K)
     errors = np.mean(np.abs(curves - levels[:, None]), axis=0)  # (K,)
     best = int(np.argmin(errors))
     if return_delta:

@@ -112,13 +112,13 @@ def test_narrow_draws_match_analytic_coverage(narrow):
 
 
 def test_coverage_matches_curve_and_is_inclusive():
-    draws = np.array([[[0.0]], [[1.0]], [[2.0]]])
-    # q = 0: interval [median, median] = [1, 1], inclusive
-    assert metrics.coverage(draws, np.array([[1.0]]), 0.0) == 1.0
-    assert metrics.coverage(draws, np.array([[1.001]]), 0.0) == 0.0
-    # q = 0.5: quantiles 0.25, 0.75 -> [0.5, 1.5] (linear interpolation)
-    assert metrics.coverage(draws, np.array([[0.5]]), 0.5) == 1.0
-    assert metrics.coverage(draws, np.array([[0.49]]), 0.5) == 0.0
+    draws = np.array([[[0.0]], [[1.0]], [[2.0]], [[3.0]]])
+    # q = 0: interval [median, median] = [1.5, 1.5], inclusive
+    assert metrics.coverage(draws, np.array([[1.5]]), 0.0) == 1.0
+    assert metrics.coverage(draws, np.array([[1.501]]), 0.0) == 0.0
+    # q = 0.5: quantiles 0.25, 0.75 -> [0.75, 2.25] (linear interpolation)
+    assert metrics.coverage(draws, np.array([[0.75]]), 0.5) == 1.0
+    assert metrics.coverage(draws, np.array([[0.74]]), 0.5) == 0.0
     rng = np.random.default_rng(4)
     d, t = rng.random((50, 6, 6)), rng.random((6, 6))
     curve = metrics.coverage_curve(d, t)
@@ -126,6 +126,30 @@ def test_coverage_matches_curve_and_is_inclusive():
         assert metrics.coverage(d, t, q) == c
         lo, hi = np.quantile(d, [0.5 - q / 2, 0.5 + q / 2], axis=0)
         assert c == np.mean((t >= lo) & (t <= hi))
+
+
+def test_ties_count_with_the_randomised_pit():
+    # truth at an atom of the draws: the PIT is uniform on [F(x-), F(x)]
+    atom = np.zeros((40, 1, 1))
+    np.testing.assert_allclose(metrics.coverage_curve(atom, np.zeros((1, 1))), metrics.LEVELS)
+    assert metrics.ece(atom, np.zeros((1, 1))) == pytest.approx(0.0)
+    # half the draws at the truth 0, half above: PIT uniform on [0, 0.5], so covered at q
+    # with probability (q / 2) / 0.5 = q
+    half = np.concatenate([np.zeros((20, 1, 1)), np.linspace(0.1, 1, 20).reshape(20, 1, 1)])
+    np.testing.assert_allclose(metrics.coverage_curve(half, np.zeros((1, 1))), metrics.LEVELS)
+    # all draws at the truth's one side but touching it: F(x-) = 0.75, F(x) = 1
+    quarter = np.concatenate([np.zeros((30, 1, 1)), np.ones((10, 1, 1))])
+    levels = np.array([0.0, 0.5, 0.6, 0.9])
+    expected = np.clip(np.minimum(0.5 + levels / 2, 1) - 0.75, 0, None) / 0.25
+    np.testing.assert_allclose(metrics.coverage_curve(quarter, np.ones((1, 1)), levels), expected)
+    # tied pixels mix with untied ones pixel by pixel, in the curve and the paper variant
+    mixed = np.concatenate([atom, np.linspace(0.5, 1.5, 40).reshape(40, 1, 1)], axis=2)
+    truth = np.array([[0.0, 1.0]])
+    curve = metrics.coverage_curve(mixed, truth)
+    untied = metrics.coverage_curve(mixed[:, :, 1:], truth[:, 1:])
+    np.testing.assert_allclose(curve, (metrics.LEVELS + untied) / 2)
+    assert metrics.paper_delta_ece(mixed, truth, deltas=[0.0]) == pytest.approx(
+        metrics.ece(mixed, truth))
 
 
 def test_ece_sums_over_levels_times_005():
