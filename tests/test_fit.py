@@ -54,8 +54,8 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     guide = DropoutGuide(model, model.inr.init_params(0))
     draws = guide.sample_params(400)
     mask = draws["layer1.mask"]  # per pixel units kept; the weight carries 1 / (1 - p)
-    assert mask.shape == (400, 32 * 32, 64) and mask.dtype == torch.bool
-    assert (~mask).float().mean().item() == pytest.approx(0.3, abs=0.02)
+    assert mask.shape == (400, 32 * 32, 64) and mask.unique().tolist() == [0.0, 1.0]
+    assert (mask == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
     torch.testing.assert_close(draws["layer1.weight"][0], draws["layer1.weight"][1])
     mean = model.inr.init_params(0)["layer1.weight"]
     torch.testing.assert_close(draws["layer1.weight"][0], mean / 0.7, rtol=1e-4, atol=0)
@@ -69,6 +69,12 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     # per-pixel masks are model sites whose guide is their prior: no KL contribution
     trace = poutine.trace(guide).get_trace()
     model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace()
+    # the weight sites carry the means M; the model renders F.dropout(h) @ M.T, as trained
+    assert torch.equal(trace.nodes["layer1.weight"]["value"], mean)
+    masks = {k: trace.nodes[k]["value"] / 0.7 for k in ("layer1.mask", "layer2.mask")}
+    means = {k: v for k, v in model.inr.init_params(0).items()}
+    torch.testing.assert_close(model_trace.nodes["image"]["value"],
+                               model.inr.render(means | masks))
     for name in ("layer1.mask", "layer2.mask"):
         value = trace.nodes[name]["value"]
         torch.testing.assert_close(model_trace.nodes[name]["fn"].log_prob(value),

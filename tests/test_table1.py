@@ -12,7 +12,7 @@ TINY = {"steps": 5, "draws": 3, "width": 8, "depth": 1, "threads": 1}
 
 
 def test_table1_runs_every_method_resumes_and_sets_the_paper_alongside(tmp_path):
-    profile = table1.Profile("unused", TINY, {"warmup": 2}, workers=1)
+    profile = table1.Profile("unused", overrides=TINY, hmc_overrides={"warmup": 2}, workers=1)
     members = table1.member_configs(20, 2, TINY)
     assert [m.inference for m in members] == ["mcd", "mcd"]
     sample = phantom_sample(5, 20, 16)

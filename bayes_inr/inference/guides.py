@@ -48,24 +48,28 @@ class DropoutGuide:
             params["sigma"] = pyro.param("dropout.sigma", start, constraint=constraints.positive)
         return params
 
-    def _draw(self, lead: tuple[int, ...], sample) -> dict[str, torch.Tensor]:
-        """Means with leading dimensions ``lead``, masked by ``sample(name, dist)`` masks."""
+    def _draw(self, lead: tuple[int, ...], sample, sites: dict) -> dict[str, torch.Tensor]:
+        """Means with leading dimensions ``lead``, with dropout by ``sample(name, dist)``
+        masks, except the masks in ``sites``: those are drawn but left to the model."""
         out = {name: mean.expand(*lead, *mean.shape) for name, mean in self.means().items()}
         for name, d in self.model.unit_masks().items():
-            apply_dropout(out, name, sample(name, d), d.keep, self.model.dropout_scope)
+            mask = sample(name, d)
+            if name not in sites:
+                apply_dropout(out, name, mask, d.keep, self.model.dropout_scope)
         return out
 
     def sample_params(self, draws: int) -> dict[str, torch.Tensor]:
-        """``draws`` parameter draws: a leading dimension of that many masks."""
-        return self._draw((draws,), lambda name, d: d.sample((draws,)))
+        """``draws`` parameter draws for rendering: a leading dimension of that many masks."""
+        return self._draw((draws,), lambda name, d: d.sample((draws,)), sites={})
 
     def __call__(self):
-        sites = self.model.mask_sites()  # per-pixel masks are sites; per-image ones are not
+        # per-pixel masks are model sites (the model applies them to the means); per-image
+        # masks are folded into the weight sites' values
+        sites = self.model.mask_sites()
         params = self._draw((), lambda name, d: pyro.sample(name, d) if name in sites
-                            else d.sample())
+                            else d.sample(), sites)
         for name, value in params.items():
-            if name not in sites:
-                pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
+            pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
 
 
 def make_guide(method: str, model: CTModel, init: dict[str, torch.Tensor], *,
