@@ -107,7 +107,8 @@ def run_image(sample, split: str, views: int, image_id: int, profile: Profile, r
     base = members[0].replace(inference="ensemble", workers=profile.workers)
     ensemble = cached(runs / f"de{len(members)}_{tag}.nc",
                       lambda: fit_ensemble(sample, base, members, progress=False))
-    rows.append(score(ensemble.isel(chain=[0])) | {"method": "MCD"})
+    mcd = cached(runs / f"mcd_{tag}.nc", lambda: ensemble.isel(chain=[0]))  # for reports
+    rows.append(score(mcd) | {"method": "MCD"})
     for n in (n for n in ENSEMBLES if n <= len(members)):
         rows.append(score(ensemble.isel(chain=slice(0, n))) | {"method": f"DE-{n}"})
     if split == "test":
