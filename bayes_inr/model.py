@@ -8,9 +8,9 @@
 
 With per-pixel Monte Carlo dropout (``dropout_scope="pixel"``) the network also carries
 Bernoulli(1 - p) unit masks ``layerI.mask`` for every pixel, sample sites of their own
-whose guide is the same distribution: f = INR_w with inputs z * h and
-weights W / (1 - p). Per-image dropout needs
-no extra site: its masks are part of the weight draw (the dropout guide).
+whose guide is the same distribution: every masked layer takes inputs z * h and weights
+W / (1 - p). Per-image dropout needs no extra site: its masks are part of the weight draw
+(the dropout guide).
 
 The latent sites (weights and sigma) sit under ``poutine.scale(latent_scale)``:
 Bayes-by-backprop sets it to its KL factor xi, so that prior and guide terms are
