@@ -68,8 +68,6 @@ class FitConfig:
                                       "(steps = length / step size)")
     max_tree_depth: int = _field(8, "nuts: maximum tree depth")
     target_accept: float = _field(0.8, "hmc/nuts: target acceptance probability of warmup")
-    jit: bool = _field(False, "hmc/nuts: torch.compile the potential and its gradient "
-                       "(pays for long runs)")
     save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")
     checkpoint_every: int = _field(100, "hmc/nuts: write the output file every this many "
                                    "kept draws")

@@ -131,7 +131,7 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, s
               progress: bool, out: Path | None, resume: az.InferenceData | None
               ) -> az.InferenceData:
     """hmc/nuts: chains from MAP (or other) starts, checkpointed to ``out``."""
-    potential = hmc.FlatPotential(model, jit=config.jit)
+    potential = hmc.FlatPotential(model)
     settings = hmc.MCMCSettings.from_config(config)
     if resume is not None:
         check_resumable(resume, record)

@@ -10,6 +10,7 @@ Pyro model (:mod:`bayes_inr.model`) samples the weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -145,6 +146,73 @@ class INR:
             return torch.sin(self.arch.sine_w0 * h)
         return {"relu": torch.relu, "silu": torch.nn.functional.silu,
                 "softplus": torch.nn.functional.softplus, "tanh": torch.tanh}[act](h)
+
+    def _activate_vjp(self, grad: torch.Tensor, z: torch.Tensor, h: torch.Tensor
+                      ) -> torch.Tensor:
+        """``grad`` on an activation's output ``h = act(z)`` taken back to ``z``."""
+        act = self.arch.activation
+        if act == "relu":
+            return torch.ops.aten.threshold_backward(grad, h, 0)
+        if act == "tanh":
+            return grad * (1 - h * h)
+        if act == "sine":
+            w0 = self.arch.sine_w0
+            return grad * (w0 * torch.cos(w0 * z))
+        s = torch.sigmoid(z)
+        if act == "softplus":
+            return grad * s
+        return grad * (s * (1 + z * (1 - s)))  # silu
+
+    def render_vjp(self, params: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor, Callable[[torch.Tensor, dict], None]]:
+        """The image (N, N) of one weight set and its vector-Jacobian product.
+
+        Backpropagation written by hand (no autograd graph): the returned function
+        ``vjp(grad_image, out)`` writes the gradients on every weight into the tensors of
+        ``out`` (one per weight, for example views of one flat vector). HMC spends all its
+        time here. One weight set only: no draw dimensions, no dropout masks.
+        """
+        n_layers = self.arch.depth + 1
+        inputs, pre = [self.embedding], []
+        for i in range(n_layers - 1):
+            z = torch.addmm(params[f"layer{i}.bias"], inputs[-1],
+                            params[f"layer{i}.weight"].t())
+            pre.append(z)
+            inputs.append(z.clamp_min_(0) if self.arch.activation == "relu"
+                          else self._activate(z))
+        last = f"layer{n_layers - 1}"
+        w_out = params[f"{last}.weight"][0]
+        out = torch.addmv(params[f"{last}.bias"], inputs[-1], w_out)
+        image, head_grad = self._head_vjp(out)
+
+        def vjp(grad_image: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
+            g = grad_image.reshape(-1)
+            if head_grad is not None:
+                g = g * head_grad
+            torch.mv(inputs[-1].t(), g, out=out[f"{last}.weight"][0])
+            torch.sum(g, 0, keepdim=True, out=out[f"{last}.bias"])
+            if n_layers > 1:
+                grad_h = torch.outer(g, w_out)
+            for i in range(n_layers - 2, -1, -1):
+                grad_z = self._activate_vjp(grad_h, pre[i], inputs[i + 1])
+                torch.mm(grad_z.t(), inputs[i], out=out[f"layer{i}.weight"])
+                torch.sum(grad_z, 0, out=out[f"layer{i}.bias"])
+                if i:
+                    grad_h = grad_z @ params[f"layer{i}.weight"]
+
+        return image.reshape(self.shape), vjp
+
+    def _head_vjp(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head applied to the output units, and its derivative (None: identity)."""
+        if self.arch.head == "linear":
+            return out, None
+        s = torch.sigmoid(out)
+        slope = s * (1 - s)
+        if self.arch.head == "sigmoid":
+            return s, slope
+        stretched = (1 + 2 * CLIP_MARGIN) * s - CLIP_MARGIN
+        inside = (stretched >= 0) & (stretched <= 1)
+        return stretched.clamp(0, 1), (1 + 2 * CLIP_MARGIN) * slope * inside
 
     def mask_shapes(self, scope: str) -> dict[str, tuple[int, int]]:
         """Dropout-mask name -> shape: one mask over the input units of every layer fed

@@ -4,13 +4,14 @@ The potential ``U(theta) = -log p(theta, sinogram)`` (:class:`FlatPotential`) is
 written on one flat vector ``theta``: the model's latent sites in the order of
 ``model.inr.param_shapes()``, then ``log sigma`` when sigma is inferred. It is the
 Pyro model's log joint (:class:`~bayes_inr.model.CTModel`) computed in one fused
-pass: render every pixel, project with a sparse CSR mat-vec whose backward is the
-precomputed CSR transpose, Gaussian log density, prior (in closed form on the flat
-vector when every prior is Normal, else the sites' ``log_prob``), TV. For an inferred sigma,
-the LogNormal(log sigma0, 1) prior on sigma is, with the Jacobian of
-``sigma = exp(u)``, a Normal(log sigma0, 1) on ``u = log sigma``: ``U`` equals minus
-the model trace's ``log_prob_sum()`` minus ``u``. ``jit=True`` compiles ``U`` and its
-gradient with :func:`torch.compile`.
+pass: render every pixel, project with a sparse CSR mat-vec, Gaussian log density,
+prior (in closed form on the flat vector when every prior is Normal, else the sites'
+``log_prob``), TV. Its gradient is written by hand (:meth:`FlatPotential.value_and_grad`:
+the network by :meth:`~bayes_inr.inr.INR.render_vjp`, the projection's adjoint by the
+stored CSR transpose), faster than autograd and than ``torch.compile`` of the autograd
+version (``analysis/bench_hmc.py``). For an inferred sigma, the LogNormal(log sigma0, 1)
+prior on sigma is, with the Jacobian of ``sigma = exp(u)``, a Normal(log sigma0, 1) on
+``u = log sigma``: ``U`` equals minus the model trace's ``log_prob_sum()`` minus ``u``.
 
 Pyro's :class:`~pyro.infer.mcmc.HMC` and :class:`~pyro.infer.mcmc.NUTS` kernels run
 on that potential (``potential_fn`` route) under :class:`~pyro.infer.mcmc.MCMC`,
@@ -59,7 +60,7 @@ from pyro.infer.mcmc import HMC, MCMC, NUTS
 from .. import posterior
 from ..errors import InputError, check_choice
 from ..model import CTModel, total_variation
-from ..radon import projection_matrix
+from ..radon import projection_matrix, torch_csr
 
 KERNELS = ("hmc", "nuts")
 STATS = ("diverging", "step_size", "acceptance_rate", "n_steps", "tree_depth", "energy", "lp")
@@ -71,50 +72,19 @@ STATE_PREFIX = "mcmc_"
 # ----------------------------------------------------------------------------- potential
 
 
-@torch.library.custom_op("bayes_inr::csr_matvec", mutates_args=())
-def _csr_matvec(matrix: torch.Tensor, transpose: torch.Tensor, x: torch.Tensor
-                ) -> torch.Tensor:
-    """``matrix @ x`` for a sparse CSR ``matrix`` and a vector ``x``."""
-    return matrix @ x
-
-
-@_csr_matvec.register_fake
-def _(matrix, transpose, x):
-    return x.new_empty(matrix.shape[0])
-
-
-def _csr_matvec_setup(ctx, inputs, output):
-    ctx.matrix, ctx.transpose = inputs[0], inputs[1]
-
-
-def _csr_matvec_backward(ctx, grad):
-    return None, None, _csr_matvec(ctx.transpose, ctx.matrix, grad)
-
-
-_csr_matvec.register_autograd(_csr_matvec_backward, setup_context=_csr_matvec_setup)
-
-
-class _CSRMatVec(torch.autograd.Function):
-    """Eager ``matrix @ x`` with ``transpose @ grad`` as its backward (half the custom op's
-    dispatch cost, which only :func:`torch.compile` needs)."""
+class _Potential(torch.autograd.Function):
+    """``U(theta)`` whose backward returns the gradient computed with it, by hand."""
 
     @staticmethod
-    def forward(ctx, matrix, transpose, x):
-        ctx.transpose = transpose
-        return matrix @ x
+    def forward(ctx, theta, potential):
+        value, grad = potential.value_and_grad(theta, with_grad=ctx.needs_input_grad[0])
+        ctx.save_for_backward(grad)
+        return value
 
     @staticmethod
-    def backward(ctx, grad):
-        return None, None, ctx.transpose @ grad
-
-
-def _torch_csr(matrix, device, dtype) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
-            torch.from_numpy(matrix.data), size=matrix.shape, dtype=dtype).to(device)
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad_output * grad, None
 
 
 class FlatPotential:
@@ -124,9 +94,6 @@ class FlatPotential:
     ----------
     model : CTModel
         The model (INR or grid of pixels) with its prior, sigma and TV weight.
-    jit : bool
-        Compile ``U`` and its gradient with :func:`torch.compile` (a one-off cost of
-        tens of seconds; pays for long runs).
 
     Notes
     -----
@@ -134,23 +101,22 @@ class FlatPotential:
     its calls in ``evaluations``.
     """
 
-    def __init__(self, model: CTModel, jit: bool = False):
+    def __init__(self, model: CTModel):
         self.model = model
         self.shapes = {name: tuple(shape) for name, (shape, _) in
                        model.inr.param_shapes().items()}
         self.sizes = [math.prod(shape) for shape in self.shapes.values()]
-        self.dim = sum(self.sizes) + int(model.infer_sigma)
+        self.n_weights = sum(self.sizes)
+        self.dim = self.n_weights + int(model.infer_sigma)
         self.device, self.dtype = model.operator.device, model.operator.dtype
         with pyro.validation_enabled(False):
             self._priors = model.weight_distributions()
         self._normal = self._normal_prior()
         matrix = projection_matrix(model.operator.geometry, model.operator.projector)
-        self._a = _torch_csr(matrix, self.device, self.dtype)
-        self._at = _torch_csr(matrix.T.tocsr(), self.device, self.dtype)
+        self._a = torch_csr(matrix, self.device, self.dtype)
+        self._at = torch_csr(matrix.T.tocsr(), self.device, self.dtype)
         self._data = model.sinogram.reshape(-1)
         self._log_sigma0 = math.log(model.sigma)
-        self._project = _csr_matvec if jit else _CSRMatVec.apply
-        self._energy = torch.compile(self.energy, dynamic=False) if jit else self.energy
         self.evaluations = 0
 
     def _normal_prior(self) -> tuple[torch.Tensor, torch.Tensor, float] | None:
@@ -166,7 +132,7 @@ class FlatPotential:
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Site values from ``theta`` (..., dim), leading dims kept; ``log_sigma`` last."""
         lead = theta.shape[:-1]
-        parts = theta[..., : sum(self.sizes)].split(self.sizes, dim=-1)
+        parts = theta[..., : self.n_weights].split(self.sizes, dim=-1)
         params = {name: part.reshape(*lead, *shape)
                   for (name, shape), part in zip(self.shapes.items(), parts, strict=True)}
         if self.model.infer_sigma:
@@ -192,41 +158,77 @@ class FlatPotential:
         return self.flatten(self.model.init_params(seed))
 
     def energy(self, theta: torch.Tensor) -> torch.Tensor:
-        """``U(theta)`` for one flat vector (dim,)."""
-        model = self.model
-        params = self.unflatten(theta)
-        image = model.inr.render(params)
-        if self._normal is not None:
-            loc, inv_scale, constant = self._normal
-            z = (theta[: loc.numel()] - loc) * inv_scale
-            log_p = constant - 0.5 * z.dot(z)
-        else:
-            log_p = sum(prior.log_prob(params[name]) for name, prior in self._priors.items())
-        if model.tv_weight:
-            log_p = log_p - model.tv_weight * total_variation(image)
-        if model.infer_sigma:
-            log_sigma = params["log_sigma"]
-            # LogNormal(log sigma0, 1) on sigma times the Jacobian |d sigma / d log sigma|
-            log_p = log_p - 0.5 * (log_sigma - self._log_sigma0) ** 2 - 0.5 * math.log(2 * math.pi)
-            inv_var = torch.exp(-2 * log_sigma)
-        else:
-            log_sigma, inv_var = self._log_sigma0, 1.0 / model.sigma ** 2
-        residual = self._project(self._a, self._at, image.reshape(-1)) - self._data
-        m = residual.numel()
-        log_p = (log_p - 0.5 * inv_var * residual.dot(residual) - m * log_sigma
-                 - 0.5 * m * math.log(2 * math.pi))
-        return -log_p
+        """``U(theta)`` for one flat vector (dim,); differentiable (the hand-written
+        gradient of :meth:`value_and_grad` is its backward)."""
+        return _Potential.apply(theta, self)
 
     def __call__(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
         self.evaluations += 1
-        return self._energy(z[SITE])
+        return self.energy(z[SITE])
 
-    def value_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``U(theta)`` and its gradient."""
-        theta = theta.detach().requires_grad_(True)
-        value = self._energy(theta)
-        (grad,) = torch.autograd.grad(value, theta)
-        return value.detach(), grad
+    @torch.no_grad()
+    def value_and_grad(self, theta: torch.Tensor, with_grad: bool = True
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``U(theta)`` and its gradient, without an autograd graph.
+
+        The likelihood, sigma's prior and a Normal weight prior are differentiated in
+        closed form and the network by :meth:`~bayes_inr.inr.INR.render_vjp`; only the
+        optional terms (TV, other priors) go through autograd, on the image and weights
+        alone.
+        """
+        model, nw = self.model, self.n_weights
+        theta = theta.detach()
+        image, vjp = model.inr.render_vjp(self.unflatten(theta))
+        residual = self._a @ image.reshape(-1) - self._data
+        rss, m = residual.dot(residual), residual.numel()
+        if model.infer_sigma:
+            log_sigma = theta[-1]
+            inv_var = torch.exp(-2 * log_sigma)
+            # LogNormal(log sigma0, 1) on sigma times the Jacobian |d sigma / d log sigma|
+            deviation = log_sigma - self._log_sigma0
+            value = 0.5 * deviation ** 2 + 0.5 * math.log(2 * math.pi)
+        else:
+            log_sigma, inv_var, value = self._log_sigma0, 1.0 / model.sigma ** 2, 0.0
+        value = value + 0.5 * inv_var * rss + m * log_sigma + 0.5 * m * math.log(2 * math.pi)
+        if self._normal is not None:
+            loc, inv_scale, constant = self._normal
+            z = (theta[:nw] - loc) * inv_scale
+            value = value + 0.5 * z.dot(z) - constant
+        if self._normal is None or model.tv_weight:
+            extra, grad_extra, grad_image_extra = self._autograd_terms(theta, image)
+            value = value + extra
+        if not with_grad:
+            return value, None
+        grad_image = (self._at @ residual).mul_(inv_var).reshape(image.shape)
+        if model.tv_weight:
+            grad_image += grad_image_extra
+        grad = torch.empty_like(theta)
+        vjp(grad_image, self.unflatten(grad))
+        if model.infer_sigma:
+            grad[-1] = m - inv_var * rss + deviation
+        if self._normal is not None:
+            grad[:nw] += z * inv_scale
+        else:
+            grad[:nw] += grad_extra
+        return value, grad
+
+    @torch.enable_grad()
+    def _autograd_terms(self, theta: torch.Tensor, image: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The TV term and a non-Normal weight prior (minus their log densities), with
+        their gradients on the weights (nw,) and on the image."""
+        weights = theta[: self.n_weights].clone().requires_grad_()
+        image = image.detach().requires_grad_()
+        value = torch.zeros((), dtype=self.dtype, device=self.device)
+        if self._normal is None:
+            params = self.unflatten(weights)
+            value = value - sum(prior.log_prob(params[name])
+                                for name, prior in self._priors.items())
+        if self.model.tv_weight:
+            value = value + self.model.tv_weight * total_variation(image)
+        grad_w, grad_image = torch.autograd.grad(value, (weights, image), allow_unused=True,
+                                                 materialize_grads=True)
+        return value.detach(), grad_w, grad_image
 
     @torch.no_grad()
     def images(self, thetas: torch.Tensor, chunk: int = RENDER_CHUNK) -> np.ndarray:
