@@ -86,6 +86,26 @@ def head_inverse(head: str, value: float) -> float:
     return math.log(value / (1 - value))
 
 
+class _MaskedReLU(torch.autograd.Function):
+    """``relu(z) * mask`` for a 0/1 ``mask``, in one buffer: the backward needs only the
+    output (it is positive exactly where the gradient passes), so neither the mask nor
+    the pre-activation is kept, and one pass replaces autograd's two."""
+
+    @staticmethod
+    def forward(ctx, z, mask):
+        out = z.clamp_min(0)
+        out = out.mul_(mask) if torch.broadcast_shapes(out.shape, mask.shape) == out.shape \
+            else out * mask
+        ctx.save_for_backward(out)
+        ctx.z_shape = z.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0).sum_to_size(ctx.z_shape), None
+
+
 class INR:
     """An INR on the pixel grid of a geometry.
 
@@ -230,12 +250,16 @@ class INR:
         h = self.embedding
         for i in range(n_layers):
             weight, bias = params[f"layer{i}.weight"], params[f"layer{i}.bias"]
-            mask = params.get(f"layer{i}.mask")
-            if mask is not None:
-                h = h * mask
-            h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+            if weight.dim() == 2 and h.dim() == 2:
+                h = torch.addmm(bias, h, weight.t())
+            else:
+                h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
             if i < n_layers - 1:
-                h = self._activate(h)
+                mask = params.get(f"layer{i + 1}.mask")
+                if self.arch.activation == "relu" and mask is not None:
+                    h = _MaskedReLU.apply(h, mask)
+                else:
+                    h = self._activate(h) if mask is None else self._activate(h) * mask
         out = h.squeeze(-1)
         if self.arch.head == "sigmoid":
             out = torch.sigmoid(out)

@@ -41,12 +41,14 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     config = FitConfig(inference="mcd", depth=2, width=64, dropout=0.3)
     model = build_model(sample32, config.replace(dropout_scope="image"))
     guide = DropoutGuide(model, model.inr.init_params(0))
+    keep = model.unit_masks()["layer1.mask"].keep  # 0.7 rounded to a multiple of 1/256
+    assert keep == pytest.approx(0.7, abs=2e-3)
     draws = guide.sample_params(400)
     w = draws["layer1.weight"]  # (400, 64, 64) = M diag(z) / (1 - p): columns are dropped inputs
     assert (w == 0).all(dim=1).float().mean().item() == pytest.approx(0.3, abs=0.02)
     kept = w[:, 0, :][w[:, 0, :] != 0]
     mean = model.inr.init_params(0)["layer1.weight"][0].expand(400, -1)[w[:, 0, :] != 0]
-    torch.testing.assert_close(kept, mean / 0.7, rtol=1e-4, atol=0)
+    torch.testing.assert_close(kept, mean / keep, rtol=1e-4, atol=0)
     assert (draws["layer0.weight"] != 0).all()  # the Fourier embedding is not dropped
     assert not model.mask_sites() and not any(name.endswith("mask") for name in draws)
 
@@ -58,12 +60,12 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     assert (mask == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
     torch.testing.assert_close(draws["layer1.weight"][0], draws["layer1.weight"][1])
     mean = model.inr.init_params(0)["layer1.weight"]
-    torch.testing.assert_close(draws["layer1.weight"][0], mean / 0.7, rtol=1e-4, atol=0)
+    torch.testing.assert_close(draws["layer1.weight"][0], mean / keep, rtol=1e-4, atol=0)
     # masked inputs times W / (1 - p) = the authors' F.dropout (inputs z h / (1 - p)) times W
     one = {k: v[:1] for k, v in draws.items()}
     h_masks = {k: v for k, v in one.items() if k.endswith("mask")}
-    reference = dict(one) | {k: v / 0.7 for k, v in h_masks.items()}
-    reference |= {k.replace("mask", "weight"): one[k.replace("mask", "weight")] * 0.7
+    reference = dict(one) | {k: v / keep for k, v in h_masks.items()}
+    reference |= {k.replace("mask", "weight"): one[k.replace("mask", "weight")] * keep
                   for k in h_masks}
     torch.testing.assert_close(model.inr.render(one), model.inr.render(reference))
     # per-pixel masks are model sites whose guide is their prior: no KL contribution
@@ -71,7 +73,7 @@ def test_dropout_guide_drops_a_fraction_p_of_units(sample32):
     model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace()
     # the weight sites carry the means M; the model renders F.dropout(h) @ M.T, as trained
     assert torch.equal(trace.nodes["layer1.weight"]["value"], mean)
-    masks = {k: trace.nodes[k]["value"] / 0.7 for k in ("layer1.mask", "layer2.mask")}
+    masks = {k: trace.nodes[k]["value"] / keep for k in ("layer1.mask", "layer2.mask")}
     means = {k: v for k, v in model.inr.init_params(0).items()}
     torch.testing.assert_close(model_trace.nodes["image"]["value"],
                                model.inr.render(means | masks))
