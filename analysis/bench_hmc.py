@@ -311,7 +311,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sigma", type=float, default=0.0,
                         help="likelihood sigma (default: the added noise's)")
     args = parser.parse_args(argv)
-    warmup, draws, nuts_warmup, nuts_draws = (10, 10, 10, 5) if args.quick else (500, 1000, 150, 300)
+    quick = (10, 10, 10, 5)
+    warmup, draws, nuts_warmup, nuts_draws = quick if args.quick else (500, 1000, 150, 300)
     num_steps, depth = 20, 6
 
     import jax
