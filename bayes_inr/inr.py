@@ -203,7 +203,7 @@ class INR:
         last = f"layer{n_layers - 1}"
         w_out = params[f"{last}.weight"][0]
         out = torch.addmv(params[f"{last}.bias"], inputs[-1], w_out)
-        image, head_grad = self._head_vjp(out)
+        image, head_grad = self._head(out, with_slope=True)
 
         def vjp(grad_image: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
             g = grad_image.reshape(-1)
@@ -222,17 +222,20 @@ class INR:
 
         return image.reshape(self.shape), vjp
 
-    def _head_vjp(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The head applied to the output units, and its derivative (None: identity)."""
+    def _head(self, out: torch.Tensor, with_slope: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head applied to the output units, and with ``with_slope`` its derivative
+        (None for the identity)."""
         if self.arch.head == "linear":
             return out, None
         s = torch.sigmoid(out)
-        slope = s * (1 - s)
+        slope = s * (1 - s) if with_slope else None
         if self.arch.head == "sigmoid":
             return s, slope
         stretched = (1 + 2 * CLIP_MARGIN) * s - CLIP_MARGIN
-        inside = (stretched >= 0) & (stretched <= 1)
-        return stretched.clamp(0, 1), (1 + 2 * CLIP_MARGIN) * slope * inside
+        if with_slope:
+            slope = (1 + 2 * CLIP_MARGIN) * slope * ((stretched >= 0) & (stretched <= 1))
+        return stretched.clamp(0, 1), slope
 
     def mask_shapes(self, scope: str) -> dict[str, tuple[int, int]]:
         """Dropout-mask name -> shape: one mask over the input units of every layer fed
@@ -260,9 +263,5 @@ class INR:
                     h = _MaskedReLU.apply(h, mask)
                 else:
                     h = self._activate(h) if mask is None else self._activate(h) * mask
-        out = h.squeeze(-1)
-        if self.arch.head == "sigmoid":
-            out = torch.sigmoid(out)
-        elif self.arch.head == "clipped_sigmoid":
-            out = ((1 + 2 * CLIP_MARGIN) * torch.sigmoid(out) - CLIP_MARGIN).clamp(0, 1)
+        out, _ = self._head(h.squeeze(-1))
         return out.reshape(*out.shape[:-1], *self.shape)
