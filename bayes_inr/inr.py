@@ -202,8 +202,8 @@ class INR:
                           else self._activate(z))
         last = f"layer{n_layers - 1}"
         w_out = params[f"{last}.weight"][0]
-        out = torch.addmv(params[f"{last}.bias"], inputs[-1], w_out)
-        image, head_grad = self._head(out, with_slope=True)
+        logits = torch.addmv(params[f"{last}.bias"], inputs[-1], w_out)
+        image, head_grad = self._head(logits, with_slope=True)
 
         def vjp(grad_image: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
             g = grad_image.reshape(-1)
