@@ -246,39 +246,49 @@ def run_numpyro(energy, potential, kernel: str, start: torch.Tensor, warmup: int
             "divergent": int(np.sum(extra["diverging"]))}
 
 
-def throughput(potential, energy, start: torch.Tensor, step_size: float, num_steps: int,
-               blocks: int, transitions: int) -> dict[str, list[float]]:
-    """Gradient evaluations per CPU second of fixed-step HMC transitions without adaptation,
-    in short blocks alternating between the two samplers (robust against other jobs)."""
+def throughput(potential, energy, start: torch.Tensor, kernel: str, step_size: float,
+               blocks: int, transitions: int, num_steps: int, max_tree_depth: int
+               ) -> dict[str, list[float]]:
+    """Gradient evaluations per CPU second of ``kernel`` transitions without adaptation
+    (unit mass matrix), in short blocks alternating between the two samplers (robust
+    against other jobs on the machine)."""
     import jax
     import pyro
-    from numpyro.infer import HMC
+    from numpyro.infer import HMC, NUTS
 
-    settings = hmc.MCMCSettings(kernel="hmc", warmup=0, draws=transitions, step_size=step_size,
-                                num_steps=num_steps)
-    kernel = HMC(potential_fn=energy, step_size=step_size, num_steps=num_steps,
-                 trajectory_length=None, adapt_step_size=False, adapt_mass_matrix=False)
-    state = kernel.init(jax.random.PRNGKey(0), 0, jax.numpy.asarray(start.cpu().numpy()),
+    settings = hmc.MCMCSettings(kernel=kernel, warmup=0, draws=transitions, step_size=step_size,
+                                num_steps=num_steps, max_tree_depth=max_tree_depth)
+    common = {"potential_fn": energy, "step_size": step_size, "adapt_step_size": False,
+              "adapt_mass_matrix": False}
+    theirs = (NUTS(max_tree_depth=max_tree_depth, **common) if kernel == "nuts" else
+              HMC(num_steps=num_steps, trajectory_length=None, **common))
+    state = theirs.init(jax.random.PRNGKey(0), 0, jax.numpy.asarray(start.cpu().numpy()),
                         (), {})
-    # NumPyro at its best: the whole block of transitions is one compiled XLA loop
-    loop = jax.jit(lambda state: jax.lax.fori_loop(
-        0, transitions, lambda i, s: kernel.sample(s, (), {}), state))
 
-    def numpyro_block():
-        jax.block_until_ready(loop(state))
+    # NumPyro at its best: the whole block of transitions is one compiled XLA loop, which
+    # also counts the gradient evaluations
+    def body(i, carry):
+        new = theirs.sample(carry[0], (), {})
+        return new, carry[1] + new.num_steps
 
-    def pyro_block():
+    loop = jax.jit(lambda state: jax.lax.fori_loop(0, transitions, body, (state, 0)))
+
+    def numpyro_block() -> int:
+        return int(jax.block_until_ready(loop(state))[1])
+
+    def pyro_block() -> int:
         pyro.set_rng_seed(0)
+        potential.evaluations = 0
         MCMC(hmc.make_kernel(settings, potential), num_samples=transitions, warmup_steps=0,
              initial_params={hmc.SITE: start}, disable_progbar=True, save_params=[]).run()
+        return potential.evaluations
 
     numpyro_block()  # compiles
     rates = {"pyro (ours)": [], "numpyro": []}
     for _ in range(blocks):
-        for name, block, evals in (("pyro (ours)", pyro_block, transitions * num_steps + 1),
-                                   ("numpyro", numpyro_block, transitions * num_steps)):
+        for name, block in (("pyro (ours)", pyro_block), ("numpyro", numpyro_block)):
             begin = CLOCK()
-            block()
+            evals = block()
             rates[name].append(evals / (CLOCK() - begin))
     return rates
 
@@ -401,16 +411,22 @@ def main(argv=None) -> int:
               f"{r['label']} {r['first_run_s']:.1f} vs {r['warmup_s'] + r['sample_s']:.1f}"
               for r in runs if "first_run_s" in r))
     blocks, transitions = (2, 2) if args.quick else (11, 20)
-    rates = throughput(potential, energy, start, runs[0]["step_size"], num_steps, blocks,
-                       transitions)
-    print(f"\n== throughput: {blocks} alternating blocks of {transitions} hmc transitions "
-          f"({num_steps} steps, adapted step size, no adaptation), gradient evals per CPU s ==")
-    for name, values in rates.items():
-        print(f"  {name:<12} median {statistics.median(values):6.1f}  "
-              f"(blocks: {', '.join(f'{v:.0f}' for v in values)})")
-    ratio = statistics.median(rates["pyro (ours)"]) / statistics.median(rates["numpyro"])
+    ratios = {}
+    for kernel, run in (("hmc", runs[0]), ("nuts", runs[2])):
+        rates = throughput(potential, energy, start, kernel, run["step_size"], blocks,
+                           transitions, num_steps, depth)
+        print(f"\n== throughput, {kernel}: {blocks} alternating blocks of {transitions} "
+              f"transitions ({run['label']}, the step size adapted in the run above, unit mass "
+              "matrix, no adaptation), gradient evals per CPU s ==")
+        for name, values in rates.items():
+            print(f"  {name:<12} median {statistics.median(values):6.1f}  "
+                  f"(blocks: {', '.join(f'{v:.0f}' for v in values)})")
+        ratios[kernel] = (statistics.median(rates["pyro (ours)"])
+                          / statistics.median(rates["numpyro"]))
     print("\n== ratios ours / numpyro ==")
-    print(f"  throughput (alternating blocks, the robust figure): gradient evals/s {ratio:.2f}")
+    for kernel, ratio in ratios.items():
+        print(f"  throughput {kernel} (alternating blocks, the robust figure): gradient evals/s "
+              f"{ratio:.2f}")
     for i in range(0, len(runs), 2):
         a, b = runs[i], runs[i + 1]
         print(f"  {a['label']:<16} long runs: gradient evals/s {a['evals_s'] / b['evals_s']:.2f}, "
