@@ -242,10 +242,17 @@ def sinogram_sample(path, size: int | None) -> Sample:
     return Sample(geometry, sinogram.astype(np.float32), name=path.stem)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None (an unset flag; the hyperparameters state their own)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bayes_inr.fit", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     src = p.add_argument_group("input (default: a built-in random phantom)")
     src.add_argument("--dataset", type=Path, help="benchmark netCDF (python -m bayes_inr.data)")
     src.add_argument("--image-id", type=int, help="benchmark phantom id (0-4 val, 5-9 test)")
@@ -266,7 +273,7 @@ def parser() -> argparse.ArgumentParser:
                         "python -m bayes_inr.sweep --rank); implies --inference ensemble")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     hyper = p.add_argument_group("hyperparameters (override the config file)")
-    helps = field_help()
+    helps = {name: text.replace("%", "%%") for name, text in field_help().items()}  # argparse
     for f in dataclasses.fields(FitConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":

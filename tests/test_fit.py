@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -122,6 +123,16 @@ def test_fewer_views_give_larger_mcd_variance(scope):
     variances = [posterior.image_draws(fit(phantom_sample(1, views, 32), config, False)).var(0)
                  .mean() for views in (4, 24)]
     assert variances[0] > variances[1]
+
+
+def test_cli_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(FitConfig):
+        assert "--" + field.name.replace("_", "-") in text
+    assert "1 % on both sides" in text and "(default: None)" not in text
 
 
 def test_cli_end_to_end_and_bad_input(tmp_path, capsys):
