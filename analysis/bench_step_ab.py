@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if not (args.base / "bayes_inr" / "__init__.py").is_file():
+        parser.error(f"{args.base} is not a checkout of this project (no bayes_inr/ package)")
     code = CHILD.format(threads=args.threads, views=args.views, steps=args.steps,
                         config=str(HERE / f"models/mcd_{args.views}.toml"),
                         data=str(HERE / "data/benchmark_128.nc"))

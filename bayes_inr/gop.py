@@ -4,10 +4,10 @@ One latent site ``pixels`` (N, N), optionally through a sigmoid link, with the
 model's weight prior on every pixel (a weak ``normal:SCALE`` by default) and the
 model's total-variation factor as the image prior. :class:`PixelGrid` has the
 interface of :class:`~bayes_inr.inr.INR` (``param_shapes``, ``init_params``,
-``render``, ``render_vjp``, ``to``), so a GOP model is a :class:`~bayes_inr.model.CTModel` whose
-representation is a pixel grid: the same likelihood, priors, Pyro model, MAP
-warm start and HMC/NUTS machinery. The authors' follow-up used this model to
-separate the INR's prior from the sampler.
+``render``, ``render_vjp``, ``to``), so a GOP model is a
+:class:`~bayes_inr.model.CTModel` whose representation is a pixel grid: the same
+likelihood, priors, Pyro model, MAP warm start and HMC/NUTS machinery. The authors'
+follow-up used this model to separate the INR's prior from the sampler.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ class PixelGrid:
         """Images (*draws, N, N) from pixel values with leading draw dimensions."""
         pixels = params["pixels"]
         return torch.sigmoid(pixels) if self.link == "sigmoid" else pixels
-
 
     def render_vjp(self, params: dict[str, torch.Tensor]):
         """The image of one set of pixel values and its vector-Jacobian product (the

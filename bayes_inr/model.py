@@ -44,10 +44,9 @@ class UnitMasks(TorchDistribution):
     rounded to a multiple of 1/256 (at most 0.002 off), and that rounded value is the
     distribution's ``keep`` (p = 0.1 becomes 0.1016). Draws are 0/1 in ``dtype``
     (multiplying activations by a boolean tensor takes torch's casting path, about 4x
-    slower forward and backward). The
-    log density depends on the mask only through the number of kept units,
-    ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an elementwise Bernoulli
-    density over (pixels x width) units.
+    slower forward and backward). The log density depends on the mask only through the
+    number of kept units, ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an
+    elementwise Bernoulli density over (pixels x width) units.
     """
 
     arg_constraints = {}

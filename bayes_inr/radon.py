@@ -97,6 +97,11 @@ class RadonOperator:
         self._at = torch_csr(matrix.T.tocsr(), device, dtype)
 
     @property
+    def matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sparse CSR matrices ``A`` and ``A^T`` (for products written by hand)."""
+        return self._a, self._at
+
+    @property
     def device(self) -> torch.device:
         return self._a.device
 

@@ -60,7 +60,7 @@ from pyro.infer.mcmc import HMC, MCMC, NUTS
 from .. import posterior
 from ..errors import InputError, check_choice
 from ..model import CTModel, total_variation
-from ..radon import projection_matrix, torch_csr
+from ..radon import projection_matrix
 
 KERNELS = ("hmc", "nuts")
 STATS = ("diverging", "step_size", "acceptance_rate", "n_steps", "tree_depth", "energy", "lp")
@@ -112,9 +112,7 @@ class FlatPotential:
         with pyro.validation_enabled(False):
             self._priors = model.weight_distributions()
         self._normal = self._normal_prior()
-        matrix = projection_matrix(model.operator.geometry, model.operator.projector)
-        self._a = torch_csr(matrix, self.device, self.dtype)
-        self._at = torch_csr(matrix.T.tocsr(), self.device, self.dtype)
+        self._a, self._at = model.operator.matrices
         self._data = model.sinogram.reshape(-1)
         self._log_sigma0 = math.log(model.sigma)
         self.evaluations = 0
