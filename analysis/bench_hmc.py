@@ -36,6 +36,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
 
 import argparse  # noqa: E402
 import math  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -285,12 +286,19 @@ def throughput(potential, energy, start: torch.Tensor, kernel: str, step_size: f
 
     numpyro_block()  # compiles
     rates = {"pyro (ours)": [], "numpyro": []}
+    faults = {name: [] for name in rates}
     for _ in range(blocks):
         for name, block in (("pyro (ours)", pyro_block), ("numpyro", numpyro_block)):
-            begin = CLOCK()
+            begin, faults_before = CLOCK(), page_faults()
             evals = block()
             rates[name].append(evals / (CLOCK() - begin))
-    return rates
+            faults[name].append((page_faults() - faults_before) / evals)
+    return rates, faults
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (fresh memory pages touched)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # ----------------------------------------------------------------------------- report
@@ -410,23 +418,27 @@ def main(argv=None) -> int:
           "compilation) against the second: " + ", ".join(
               f"{r['label']} {r['first_run_s']:.1f} vs {r['warmup_s'] + r['sample_s']:.1f}"
               for r in runs if "first_run_s" in r))
-    blocks, transitions = (2, 2) if args.quick else (11, 20)
+    blocks, transitions = (2, 2) if args.quick else (15, 20)
     ratios = {}
     for kernel, run in (("hmc", runs[0]), ("nuts", runs[2])):
-        rates = throughput(potential, energy, start, kernel, run["step_size"], blocks,
-                           transitions, num_steps, depth)
+        rates, faults = throughput(potential, energy, start, kernel, run["step_size"], blocks,
+                                   transitions, num_steps, depth)
         print(f"\n== throughput, {kernel}: {blocks} alternating blocks of {transitions} "
               f"transitions ({run['label']}, the step size adapted in the run above, unit mass "
               "matrix, no adaptation), gradient evals per CPU s ==")
         for name, values in rates.items():
             print(f"  {name:<12} median {statistics.median(values):6.1f}  "
-                  f"(blocks: {', '.join(f'{v:.0f}' for v in values)})")
-        ratios[kernel] = (statistics.median(rates["pyro (ours)"])
-                          / statistics.median(rates["numpyro"]))
+                  f"(blocks: {', '.join(f'{v:.0f}' for v in values)}; page faults per eval "
+                  f"{statistics.median(faults[name]):.1f})")
+        ratios[kernel] = sorted(ours / theirs for ours, theirs in
+                                zip(rates["pyro (ours)"], rates["numpyro"], strict=True))
     print("\n== ratios ours / numpyro ==")
-    for kernel, ratio in ratios.items():
+    for kernel, paired in ratios.items():
+        quartiles = statistics.quantiles(paired, n=4)
         print(f"  throughput {kernel} (alternating blocks, the robust figure): gradient evals/s "
-              f"{ratio:.2f}")
+              f"{statistics.median(paired):.2f} (median of the {len(paired)} block pairs; "
+              f"quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f}, range "
+              f"{paired[0]:.2f}-{paired[-1]:.2f})")
     for i in range(0, len(runs), 2):
         a, b = runs[i], runs[i + 1]
         print(f"  {a['label']:<16} long runs: gradient evals/s {a['evals_s'] / b['evals_s']:.2f}, "

@@ -64,9 +64,11 @@ class PixelGrid:
         pixels = params["pixels"]
         return torch.sigmoid(pixels) if self.link == "sigmoid" else pixels
 
-    def render_vjp(self, params: dict[str, torch.Tensor]):
+    def render_vjp(self, params: dict[str, torch.Tensor],
+                   workspace: dict[str, torch.Tensor] | None = None):
         """The image of one set of pixel values and its vector-Jacobian product (the
-        interface of :meth:`~bayes_inr.inr.INR.render_vjp`)."""
+        interface of :meth:`~bayes_inr.inr.INR.render_vjp`; nothing large to keep in
+        ``workspace``)."""
         image = self.render(params)
 
         def vjp(grad_image: torch.Tensor, out: dict[str, torch.Tensor]) -> None:

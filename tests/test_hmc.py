@@ -64,6 +64,7 @@ def test_potential_is_minus_the_pyro_log_joint(sample16, kind, extra):
     potential = hmc.FlatPotential(model)
     gen = torch.Generator().manual_seed(1)
     theta = 0.3 * torch.randn(potential.dim, generator=gen)
+    potential.value_and_grad(-theta)  # the workspace then holds another point's buffers
     value, grad = potential.value_and_grad(theta)
     # log sigma carries the Jacobian of sigma = exp(u): U = -log_prob_sum - u
     jacobian = (lambda t: t[-1]) if model.infer_sigma else (lambda t: 0.0)

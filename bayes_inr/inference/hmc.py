@@ -9,7 +9,8 @@ prior (in closed form on the flat vector when every prior is Normal, else the si
 ``log_prob``), TV. Its gradient is written by hand (:meth:`FlatPotential.value_and_grad`:
 the network by :meth:`~bayes_inr.inr.INR.render_vjp`, the projection's adjoint by the
 stored CSR transpose), faster than autograd and than ``torch.compile`` of the autograd
-version (``analysis/bench_hmc.py``). For an inferred sigma, the LogNormal(log sigma0, 1)
+version (``analysis/bench_hmc.py``); the network's (pixels, width) matrices live in a
+workspace kept from one evaluation to the next. For an inferred sigma, the LogNormal(log sigma0, 1)
 prior on sigma is, with the Jacobian of ``sigma = exp(u)``, a Normal(log sigma0, 1) on
 ``u = log sigma``: ``U`` equals minus the model trace's ``log_prob_sum()`` minus ``u``.
 
@@ -115,6 +116,7 @@ class FlatPotential:
         self._a, self._at = model.operator.matrices
         self._data = model.sinogram.reshape(-1)
         self._log_sigma0 = math.log(model.sigma)
+        self._workspace: dict[str, torch.Tensor] = {}
         self.evaluations = 0
 
     def _normal_prior(self) -> tuple[torch.Tensor, torch.Tensor, float] | None:
@@ -176,7 +178,7 @@ class FlatPotential:
         """
         model, nw = self.model, self.n_weights
         theta = theta.detach()
-        image, vjp = model.inr.render_vjp(self.unflatten(theta))
+        image, vjp = model.inr.render_vjp(self.unflatten(theta), self._workspace)
         residual = self._a @ image.reshape(-1) - self._data
         rss, m = residual.dot(residual), residual.numel()
         if model.infer_sigma:
