@@ -186,6 +186,8 @@ def run_pyro(potential, kernel: str, start: torch.Tensor, warmup: int, draws: in
         if stage.startswith("Sample"):
             thetas.append(params[hmc.SITE].clone())
             stats.append(kernel.stats)
+            if i == draws - 1:
+                marks["state"] = hmc.ChainState.capture(params[hmc.SITE], kernel)
 
     import pyro
 
@@ -203,7 +205,8 @@ def run_pyro(potential, kernel: str, start: torch.Tensor, warmup: int, draws: in
             "accept": np.mean([s["acceptance_rate"] for s in stats]),
             "step_size": stats[-1]["step_size"],
             "steps": np.mean([s["n_steps"] for s in stats]),
-            "divergent": int(sum(s["diverging"] for s in stats))}
+            "divergent": int(sum(s["diverging"] for s in stats)),
+            "state": marks["state"]}
 
 
 def run_numpyro(energy, potential, kernel: str, start: torch.Tensor, warmup: int, draws: int,
@@ -247,24 +250,31 @@ def run_numpyro(energy, potential, kernel: str, start: torch.Tensor, warmup: int
             "divergent": int(np.sum(extra["diverging"]))}
 
 
-def throughput(potential, energy, start: torch.Tensor, kernel: str, step_size: float,
+def throughput(potential, energy, start: torch.Tensor, kernel: str, state: hmc.ChainState,
                blocks: int, transitions: int, num_steps: int, max_tree_depth: int
-               ) -> dict[str, list[float]]:
-    """Gradient evaluations per CPU second of ``kernel`` transitions without adaptation
-    (unit mass matrix), in short blocks alternating between the two samplers (robust
-    against other jobs on the machine)."""
+               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Gradient evaluations per CPU second of ``kernel`` transitions from ``start`` with the
+    step size and diagonal inverse mass matrix that our long run adapted (``state``), no
+    adaptation, in blocks alternating between the two samplers (robust against other jobs
+    on the machine), and page faults per evaluation. Both kernels are set up once, outside
+    the timing, and every block repeats the same transitions from the same start."""
     import jax
     import pyro
     from numpyro.infer import HMC, NUTS
 
-    settings = hmc.MCMCSettings(kernel=kernel, warmup=0, draws=transitions, step_size=step_size,
+    settings = hmc.MCMCSettings(kernel=kernel, warmup=0, draws=transitions,
                                 num_steps=num_steps, max_tree_depth=max_tree_depth)
-    common = {"potential_fn": energy, "step_size": step_size, "adapt_step_size": False,
-              "adapt_mass_matrix": False}
+    ours = hmc.make_kernel(settings, potential, state)
+    ours.initial_params = {hmc.SITE: start}
+    ours.setup(0)
+    at_start = ours._fetch_from_cache()  # position, potential and gradient at the start
+    common = {"potential_fn": energy, "step_size": state.step_size, "adapt_step_size": False,
+              "adapt_mass_matrix": False,
+              "inverse_mass_matrix": jax.numpy.asarray(state.inverse_mass.cpu().numpy())}
     theirs = (NUTS(max_tree_depth=max_tree_depth, **common) if kernel == "nuts" else
               HMC(num_steps=num_steps, trajectory_length=None, **common))
-    state = theirs.init(jax.random.PRNGKey(0), 0, jax.numpy.asarray(start.cpu().numpy()),
-                        (), {})
+    initial = theirs.init(jax.random.PRNGKey(0), 0, jax.numpy.asarray(start.cpu().numpy()),
+                          (), {})
 
     # NumPyro at its best: the whole block of transitions is one compiled XLA loop, which
     # also counts the gradient evaluations
@@ -275,13 +285,15 @@ def throughput(potential, energy, start: torch.Tensor, kernel: str, step_size: f
     loop = jax.jit(lambda state: jax.lax.fori_loop(0, transitions, body, (state, 0)))
 
     def numpyro_block() -> int:
-        return int(jax.block_until_ready(loop(state))[1])
+        return int(jax.block_until_ready(loop(initial))[1])
 
     def pyro_block() -> int:
         pyro.set_rng_seed(0)
+        ours._cache(*at_start)  # else the kernel continues from its last state
         potential.evaluations = 0
-        MCMC(hmc.make_kernel(settings, potential), num_samples=transitions, warmup_steps=0,
-             initial_params={hmc.SITE: start}, disable_progbar=True, save_params=[]).run()
+        params = {hmc.SITE: start}
+        for _ in range(transitions):
+            params = ours.sample(params)
         return potential.evaluations
 
     numpyro_block()  # compiles
@@ -421,11 +433,11 @@ def main(argv=None) -> int:
     blocks, transitions = (2, 2) if args.quick else (15, 20)
     ratios = {}
     for kernel, run in (("hmc", runs[0]), ("nuts", runs[2])):
-        rates, faults = throughput(potential, energy, start, kernel, run["step_size"], blocks,
+        rates, faults = throughput(potential, energy, start, kernel, run["state"], blocks,
                                    transitions, num_steps, depth)
         print(f"\n== throughput, {kernel}: {blocks} alternating blocks of {transitions} "
-              f"transitions ({run['label']}, the step size adapted in the run above, unit mass "
-              "matrix, no adaptation), gradient evals per CPU s ==")
+              f"transitions ({run['label']}, the step size and diagonal mass matrix adapted in "
+              "our run above, no adaptation), gradient evals per CPU s ==")
         for name, values in rates.items():
             print(f"  {name:<12} median {statistics.median(values):6.1f}  "
                   f"(blocks: {', '.join(f'{v:.0f}' for v in values)}; page faults per eval "

@@ -116,7 +116,19 @@ class FlatPotential:
         self._a, self._at = model.operator.matrices
         self._data = model.sinogram.reshape(-1)
         self._log_sigma0 = math.log(model.sigma)
+        m = self._data.numel()
+        # the terms of U that depend on neither theta nor the data
+        self._constant = 0.5 * m * math.log(2 * math.pi) + (
+            0.5 * math.log(2 * math.pi) if model.infer_sigma else m * self._log_sigma0)
+        if self._normal is not None:
+            self._constant -= self._normal[2]
+        # value_and_grad's buffers, with their views as site values: the network's matrices,
+        # theta and the gradient (copying a vector is cheaper than splitting it anew)
         self._workspace: dict[str, torch.Tensor] = {}
+        self._theta = torch.empty(self.dim, device=self.device, dtype=self.dtype)
+        self._grad = torch.empty_like(self._theta)
+        self._theta_sites = self.unflatten(self._theta)
+        self._grad_sites = self.unflatten(self._grad)
         self.evaluations = 0
 
     def _normal_prior(self) -> tuple[torch.Tensor, torch.Tensor, float] | None:
@@ -166,7 +178,6 @@ class FlatPotential:
         self.evaluations += 1
         return self.energy(z[SITE])
 
-    @torch.no_grad()
     def value_and_grad(self, theta: torch.Tensor, with_grad: bool = True
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``U(theta)`` and its gradient, without an autograd graph.
@@ -174,11 +185,11 @@ class FlatPotential:
         The likelihood, sigma's prior and a Normal weight prior are differentiated in
         closed form and the network by :meth:`~bayes_inr.inr.INR.render_vjp`; only the
         optional terms (TV, other priors) go through autograd, on the image and weights
-        alone.
+        alone. Works in buffers of the object: not for concurrent use from threads.
         """
         model, nw = self.model, self.n_weights
-        theta = theta.detach()
-        image, vjp = model.inr.render_vjp(self.unflatten(theta), self._workspace)
+        theta = self._theta.copy_(theta.detach())
+        image, vjp = model.inr.render_vjp(self._theta_sites, self._workspace)
         residual = self._a @ image.reshape(-1) - self._data
         rss, m = residual.dot(residual), residual.numel()
         if model.infer_sigma:
@@ -186,14 +197,14 @@ class FlatPotential:
             inv_var = torch.exp(-2 * log_sigma)
             # LogNormal(log sigma0, 1) on sigma times the Jacobian |d sigma / d log sigma|
             deviation = log_sigma - self._log_sigma0
-            value = 0.5 * deviation ** 2 + 0.5 * math.log(2 * math.pi)
+            value = 0.5 * inv_var * rss + m * log_sigma + 0.5 * deviation ** 2 + self._constant
         else:
-            log_sigma, inv_var, value = self._log_sigma0, 1.0 / model.sigma ** 2, 0.0
-        value = value + 0.5 * inv_var * rss + m * log_sigma + 0.5 * m * math.log(2 * math.pi)
+            inv_var = 1.0 / model.sigma ** 2
+            value = (0.5 * inv_var) * rss + self._constant
         if self._normal is not None:
-            loc, inv_scale, constant = self._normal
+            loc, inv_scale, _ = self._normal
             z = (theta[:nw] - loc) * inv_scale
-            value = value + 0.5 * z.dot(z) - constant
+            value = value.add_(z.dot(z), alpha=0.5)
         if self._normal is None or model.tv_weight:
             extra, grad_extra, grad_image_extra = self._autograd_terms(theta, image)
             value = value + extra
@@ -202,15 +213,15 @@ class FlatPotential:
         grad_image = (self._at @ residual).mul_(inv_var).reshape(image.shape)
         if model.tv_weight:
             grad_image += grad_image_extra
-        grad = torch.empty_like(theta)
-        vjp(grad_image, self.unflatten(grad))
+        vjp(grad_image, self._grad_sites)
+        grad = self._grad
         if model.infer_sigma:
             grad[-1] = m - inv_var * rss + deviation
         if self._normal is not None:
-            grad[:nw] += z * inv_scale
+            grad[:nw].addcmul_(z, inv_scale)
         else:
             grad[:nw] += grad_extra
-        return value, grad
+        return value, grad.clone()  # samplers keep gradients of several points
 
     @torch.enable_grad()
     def _autograd_terms(self, theta: torch.Tensor, image: torch.Tensor
