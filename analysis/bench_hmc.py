@@ -92,7 +92,8 @@ def twin_parts(potential: hmc.FlatPotential) -> dict:
     return {"matrix": matrix, "embedding": model.inr.embedding.cpu().numpy(),
             "data": model.sinogram.reshape(-1).cpu().numpy(),
             "normal": [t if isinstance(t, float) else t.cpu().numpy() for t in potential._normal],
-            "bounds": np.cumsum([0, *potential.sizes]), "shapes": list(potential.shapes.values()),
+            "bounds": [int(b) for b in np.cumsum([0, *potential.sizes])],  # ints: no graph break
+            "shapes": list(potential.shapes.values()),
             "inv_var": 1.0 / model.sigma ** 2,
             "constant": -m * math.log(model.sigma) - 0.5 * m * math.log(2 * math.pi)}
 
