@@ -9,10 +9,11 @@ prior (in closed form on the flat vector when every prior is Normal, else the si
 ``log_prob``), TV. Its gradient is written by hand (:meth:`FlatPotential.value_and_grad`:
 the network by :meth:`~bayes_inr.inr.INR.render_vjp`, the projection's adjoint by the
 stored CSR transpose), faster than autograd and than ``torch.compile`` of the autograd
-version (``analysis/bench_hmc.py``); the network's (pixels, width) matrices live in a
-workspace kept from one evaluation to the next. For an inferred sigma, the LogNormal(log sigma0, 1)
-prior on sigma is, with the Jacobian of ``sigma = exp(u)``, a Normal(log sigma0, 1) on
-``u = log sigma``: ``U`` equals minus the model trace's ``log_prob_sum()`` minus ``u``.
+version (``analysis/bench_hmc.py``); the network's (pixels, width) matrices, theta and the
+gradient live in buffers kept from one evaluation to the next. For an inferred sigma, the
+LogNormal(log sigma0, 1) prior on sigma is, with the Jacobian of ``sigma = exp(u)``, a
+Normal(log sigma0, 1) on ``u = log sigma``: ``U`` equals minus the model trace's
+``log_prob_sum()`` minus ``u``.
 
 Pyro's :class:`~pyro.infer.mcmc.HMC` and :class:`~pyro.infer.mcmc.NUTS` kernels run
 on that potential (``potential_fn`` route) under :class:`~pyro.infer.mcmc.MCMC`,
