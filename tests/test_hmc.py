@@ -87,6 +87,8 @@ def test_potential_flatten_round_trip(sample16):
         torch.testing.assert_close(back[name], value)
     stacked = potential.unflatten(torch.stack([theta, 2 * theta]))
     assert stacked["layer1.weight"].shape == (2, 8, 8)
+    with pytest.raises(InputError, match="flat vector"):
+        potential.value_and_grad(theta[:-1])
     images = potential.images(torch.stack([theta] * 3), chunk=2)
     np.testing.assert_allclose(images[1], model.inr.render(params).numpy(), rtol=1e-5)
 

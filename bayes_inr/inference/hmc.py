@@ -189,6 +189,9 @@ class FlatPotential:
         alone. Works in buffers of the object: not for concurrent use from threads.
         """
         model, nw = self.model, self.n_weights
+        if theta.shape != self._theta.shape:
+            raise InputError(f"theta must be one flat vector of {self.dim} values (the model's "
+                             f"parameters), got shape {tuple(theta.shape)}")
         theta = self._theta.copy_(theta.detach())
         image, vjp = model.inr.render_vjp(self._theta_sites, self._workspace)
         residual = self._a @ image.reshape(-1) - self._data
