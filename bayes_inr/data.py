@@ -9,7 +9,10 @@ reconstruction, is ``protocol="same"``. Noise is Gaussian, set by a target SNR i
 dB (``sigma^2 = mean(p^2) / 10^(snr / 10)``) or by ``sigma`` directly, and seeded.
 
 Run ``python -m bayes_inr.data`` to write the benchmark: 10 phantoms (ids 0-4
-validation, 5-9 test), each at 5 and 20 views.
+validation, 5-9 test), each at 5 and 20 views. ``python -m bayes_inr.data --real`` writes
+the real-CT benchmark in the same layout: four real CT slices that ship in the pydicom
+and pydicom-data packages (ids 0-1 validation, 2-3 test), at 20 and 60 views with 40 dB
+noise. Both go through :func:`build_dataset` ((truth, fine image) pairs -> dataset).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import xarray as xr
 from .atomic import atomic_path
 from .errors import InputError, check_choice, check_finite
 from .geometry import Geometry
+from .images import DEFAULT_HU_WINDOW
 from .phantoms import random_phantom
 
 PROTOCOLS = ("fine", "same")
@@ -149,31 +153,159 @@ def phantom_sample(phantom_id: int, views: int, size: int = 128, *, seed: int = 
                     seed=(seed, phantom_id, views), name=f"phantom-{phantom_id}", **kwargs)
 
 
-def build_benchmark(size: int = 128, views=(5, 20), n_phantoms: int = 10, seed: int = 0,
-                    supersample: int = 2, **kwargs) -> xr.Dataset:
-    """The benchmark as one dataset: ``image`` (phantom, y, x) and ``sinogram_V``
-    (phantom, angle_V, detector) per view count V; ``split`` labels ids 0-4 "val"
-    and 5-9 "test". Generation settings are in the attributes."""
-    if n_phantoms <= 0 or not views:
-        raise InputError("need at least one phantom and one view count")
-    phantoms = [phantom_images(i, size, seed, supersample) for i in range(n_phantoms)]
-    data, coords, attrs = {}, {}, {}
+def integer_resample(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` (n x n) on an m x m grid by an integer factor: block means when m divides n,
+    piecewise-constant replication when n divides m (the same function on a finer grid)."""
+    n = image.shape[0]
+    if n % size == 0:
+        k = n // size
+        return image.reshape(size, k, size, k).mean(axis=(1, 3), dtype=np.float64)
+    if size % n == 0:
+        return np.kron(image, np.ones((size // n, size // n)))
+    raise InputError(f"cannot resample a {n} x {n} image to {size} x {size} by an integer factor")
+
+
+def build_dataset(pairs, split, views, *, seed: int = 0, supersample: int = 2,
+                  seed_tail: tuple = (), coords: dict | None = None, attrs: dict | None = None,
+                  **kwargs) -> xr.Dataset:
+    """A benchmark dataset from (truth, fine image) pairs, one per image id 0..n-1.
+
+    ``image`` (phantom, y, x) holds the N x N truths and ``sinogram_V`` (phantom, angle_V,
+    detector) and ``noise_sigma_V`` (phantom) the simulated data per view count V (see
+    :func:`simulate`; ``kwargs`` go there). Image i at V views is noised with seed
+    ``(seed, i, V, *seed_tail)``. ``split`` labels every image "val" or "test"; ``coords``
+    adds per-image coordinates (name -> values along ``phantom``) and ``attrs`` attributes.
+    """
+    pairs, split = list(pairs), [str(s) for s in split]
+    if not pairs or not views:
+        raise InputError("need at least one image and one view count")
+    if len(split) != len(pairs) or not set(split) <= set(SPLITS):
+        raise InputError(f"need one split label ({'/'.join(SPLITS)}) per image")
+    size = pairs[0][0].shape[0]
+    data, all_coords, all_attrs = {}, {}, {}
     for v in views:
-        samples = [phantom_sample(i, v, size, seed=seed, supersample=supersample, images=pair,
-                                  **kwargs) for i, pair in enumerate(phantoms)]
+        samples = [simulate(truth, v, fine_image=fine, supersample=supersample,
+                            seed=(seed, i, v, *seed_tail), **kwargs)
+                   for i, (truth, fine) in enumerate(pairs)]
         data[f"sinogram_{v}"] = (("phantom", f"angle_{v}", "detector"),
                                  np.stack([s.sinogram for s in samples]))
         data[f"noise_sigma_{v}"] = (("phantom",), np.array([s.noise_sigma for s in samples]))
-        coords[f"angle_{v}"] = samples[0].geometry.angles
-        attrs.update(samples[0].meta)
-    data["image"] = (("phantom", "y", "x"), np.stack([truth for truth, _ in phantoms]))
-    split = np.array(["val" if i in SPLITS["val"] else "test" for i in range(n_phantoms)])
-    coords.update(phantom=np.arange(n_phantoms), split=("phantom", split))
-    attrs.update(size=size, views=list(views), seed=seed,
-                 n_detectors=samples[0].geometry.n_detectors,
-                 units="line integrals in image units; the image spans [-1, 1]^2",
-                 phantom="modified Shepp-Logan, every parameter + N(0, 0.05^2)")
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+        all_coords[f"angle_{v}"] = samples[0].geometry.angles
+        all_attrs.update(samples[0].meta)
+    data["image"] = (("phantom", "y", "x"), np.stack([truth for truth, _ in pairs]))
+    all_coords.update(phantom=np.arange(len(pairs)), split=("phantom", np.array(split)))
+    all_coords.update({name: ("phantom", np.asarray(values)) for name, values in
+                       (coords or {}).items()})
+    all_attrs.update(size=size, views=list(views), seed=seed,
+                     n_detectors=samples[0].geometry.n_detectors,
+                     units="line integrals in image units; the image spans [-1, 1]^2")
+    all_attrs.update(attrs or {})
+    return xr.Dataset(data, coords=all_coords, attrs=all_attrs)
+
+
+def build_benchmark(size: int = 128, views=(5, 20), n_phantoms: int = 10, seed: int = 0,
+                    supersample: int = 2, **kwargs) -> xr.Dataset:
+    """The phantom benchmark as one dataset (see :func:`build_dataset`): ``split`` labels
+    ids 0-4 "val" and 5-9 "test". Generation settings are in the attributes."""
+    if n_phantoms <= 0:
+        raise InputError("need at least one phantom and one view count")
+    pairs = [phantom_images(i, size, seed, supersample) for i in range(n_phantoms)]
+    split = ["val" if i in SPLITS["val"] else "test" for i in range(n_phantoms)]
+    return build_dataset(pairs, split, views, seed=seed, supersample=supersample,
+                         attrs={"phantom": "modified Shepp-Logan, every parameter + "
+                                           "N(0, 0.05^2)"}, **kwargs)
+
+
+@dataclass(frozen=True)
+class RealSlice:
+    """A real CT slice that ships in a PyPI package (see ``data/README.md``)."""
+
+    file: str
+    package: str  # "pydicom" (its test files) or "pydicom-data" (module data_store)
+    split: str
+    body_part: str  # what the slice shows (the DICOM tag is often absent)
+
+
+REAL_SLICES = (
+    RealSlice("explicit_VR-UN.dcm", "pydicom-data", "val", "abdomen (pancreas study)"),
+    RealSlice("693_UNCR.dcm", "pydicom-data", "val", "head (with head holder)"),
+    RealSlice("CT_small.dcm", "pydicom", "test", "spine (vertebra, cropped field of view)"),
+    RealSlice("J2K_pixelrep_mismatch.dcm", "pydicom", "test", "head (skull base)"),
+)
+DEFAULT_REAL = Path("data/real_128.nc")
+
+
+def real_slice_path(entry: RealSlice) -> Path:
+    """The installed file of ``entry``; :class:`InputError` if its package is missing."""
+    if entry.package == "pydicom":
+        import pydicom
+
+        root = Path(pydicom.__file__).parent / "data" / "test_files"
+    else:
+        try:
+            import data_store
+        except ImportError:
+            raise InputError("the real-CT benchmark needs the pydicom-data package: "
+                             "pip install pydicom-data") from None
+        root = Path(data_store.__file__).parent / "data"
+    path = root / entry.file
+    if not path.is_file():
+        raise InputError(f"{entry.file} not found in the installed {entry.package} ({root})")
+    return path
+
+
+def real_images(entry: RealSlice, size: int = 128, supersample: int = 2
+                ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Real slice ``entry``: (N x N truth, kN x kN object that is projected, metadata).
+
+    The slice is windowed by :func:`bayes_inr.images.load_image` ((-1000, 1000) HU -> [0, 1])
+    at its native n x n size, brought to the fine grid kN by :func:`integer_resample` (block
+    means for n = 512; piecewise-constant replication for the 128-pixel CT_small, which has
+    no finer detail to give) and block-averaged to the truth, so the two agree exactly.
+    """
+    import hashlib
+    import warnings
+
+    import pydicom
+
+    from .images import load_image
+
+    path = real_slice_path(entry)
+    native = load_image(path).astype(np.float64)
+    fine = integer_resample(native, size * supersample)
+    truth = fine.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's warnings on odd but readable tags
+        ds = pydicom.dcmread(path)
+        stored = np.ascontiguousarray(ds.pixel_array)
+    spacing = ds.get("PixelSpacing")
+    meta = {"source_file": entry.file, "package": entry.package, "body_part": entry.body_part,
+            "body_part_tag": str(ds.get("BodyPartExamined") or ""),
+            "patient_id": str(ds.get("PatientID") or ""), "frame": 0,
+            "source_size": native.shape[0],
+            "source_pixel_mm": float(spacing[0]) if spacing else np.nan,
+            "source_pixel_md5": hashlib.md5(stored.tobytes()).hexdigest()}
+    return truth.astype(np.float32), fine.astype(np.float32), meta
+
+
+def build_real_benchmark(size: int = 128, views=(20, 60), seed: int = 0, supersample: int = 2,
+                         snr_db: float | None = 40.0, slices=REAL_SLICES, **kwargs
+                         ) -> xr.Dataset:
+    """The real-CT benchmark (``slices``, by default :data:`REAL_SLICES`) in the phantom
+    benchmark's layout (see :func:`build_dataset`), with per-slice metadata coordinates
+    (source file, package, body part, patient id, frame, native size and pixel spacing,
+    MD5 of the stored pixels). Noise seeds differ from the phantoms' (seed tail 1)."""
+    entries = [real_images(entry, size, supersample) for entry in slices]
+    coords = {key: [meta[key] for _, _, meta in entries] for key in entries[0][2]}
+    attrs = {"source": "real CT slices (DICOM) from the PyPI packages pydicom and "
+                       "pydicom-data; see data/README.md",
+             "hu_window": list(DEFAULT_HU_WINDOW),
+             "resampling": "windowed, then integer block means (or piecewise-constant "
+                           "replication) to the fine grid, truth = block mean of the fine grid"}
+    return build_dataset([(truth, fine) for truth, fine, _ in entries],
+                         [entry.split for entry in slices], views, seed=seed,
+                         supersample=supersample, seed_tail=(1,), coords=coords, attrs=attrs,
+                         snr_db=snr_db, **kwargs)
 
 
 def write_dataset(dataset: xr.Dataset, path) -> Path:
@@ -227,32 +359,50 @@ def benchmark_sample(dataset: xr.Dataset, image_id: int, views: int) -> Sample:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bayes_inr.data",
-        description="Write the phantom benchmark (ids 0-4 validation, 5-9 test) as netCDF.")
-    parser.add_argument("--out", type=Path, help="output file (default data/benchmark_SIZE.nc)")
+        description="Write the phantom benchmark (ids 0-4 validation, 5-9 test) or, with "
+                    "--real, the real-CT benchmark as netCDF.")
+    parser.add_argument("--real", action="store_true",
+                        help="real CT slices from pydicom and pydicom-data instead of phantoms "
+                             "(defaults: views 20 60, 40 dB noise, data/real_SIZE.nc)")
+    parser.add_argument("--out", type=Path,
+                        help="output file (default data/benchmark_SIZE.nc or data/real_SIZE.nc)")
     parser.add_argument("--size", type=int, default=128, help="image side N (default 128)")
-    parser.add_argument("--views", type=int, nargs="+", default=[5, 20],
-                        help="view counts to simulate (default 5 20)")
-    parser.add_argument("--phantoms", type=int, default=10, help="number of phantoms (10)")
+    parser.add_argument("--views", type=int, nargs="+", default=None,
+                        help="view counts to simulate (default 5 20; --real: 20 60)")
+    parser.add_argument("--phantoms", type=int, default=None,
+                        help="number of phantoms (10; not with --real)")
     parser.add_argument("--seed", type=int, default=0, help="phantom and noise seed (0)")
     parser.add_argument("--protocol", default="fine", choices=PROTOCOLS,
                         help="fine: project a finer grid (default); same: the paper's protocol")
     parser.add_argument("--supersample", type=int, default=2,
                         help="fine-grid factor for --protocol fine (default 2)")
     parser.add_argument("--noise-snr", type=float, default=None,
-                        help="Gaussian noise at this SNR in dB (default: noiseless)")
+                        help="Gaussian noise at this SNR in dB (default: noiseless; --real: 40)")
     args = parser.parse_args(argv)
+    views = args.views or ([20, 60] if args.real else [5, 20])
     try:
-        if any(v <= 0 for v in args.views) or args.size <= 0 or args.supersample < 2:
+        if any(v <= 0 for v in views) or args.size <= 0 or args.supersample < 2:
             raise InputError("--size and --views must be positive and --supersample >= 2")
-        dataset = build_benchmark(args.size, tuple(args.views), args.phantoms, args.seed,
-                                  args.supersample, protocol=args.protocol,
-                                  snr_db=args.noise_snr)
-        out = write_dataset(dataset, args.out or Path(f"data/benchmark_{args.size}.nc"))
+        if args.real:
+            if args.phantoms is not None:
+                raise InputError("--phantoms does not apply to --real")
+            snr = 40.0 if args.noise_snr is None else args.noise_snr
+            dataset = build_real_benchmark(args.size, tuple(views), args.seed, args.supersample,
+                                           snr, protocol=args.protocol)
+            what = f"{dataset.sizes['phantom']} real CT slices"
+        else:
+            n = 10 if args.phantoms is None else args.phantoms
+            dataset = build_benchmark(args.size, tuple(views), n, args.seed,
+                                      args.supersample, protocol=args.protocol,
+                                      snr_db=args.noise_snr)
+            what = f"{n} phantoms"
+        stem = "real" if args.real else "benchmark"
+        out = write_dataset(dataset, args.out or Path(f"data/{stem}_{args.size}.nc"))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: {args.phantoms} phantoms at {args.size} x {args.size}, "
-          f"views {args.views}, protocol {args.protocol}")
+    print(f"wrote {out}: {what} at {args.size} x {args.size}, views {views}, "
+          f"protocol {args.protocol}")
     return 0
 
 
