@@ -1,17 +1,24 @@
+import re
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from bayes_inr import Geometry, InputError, RadonOperator
 from bayes_inr.data import (
+    REAL_SLICES,
     add_noise,
     benchmark_ids,
     benchmark_sample,
     build_benchmark,
+    build_real_benchmark,
+    integer_resample,
     load_benchmark,
     main,
     phantom_sample,
     project_truth,
+    real_images,
     simulate,
     write_dataset,
 )
@@ -102,3 +109,77 @@ def test_bad_input(tmp_path, capsys):
         load_benchmark(tmp_path / "junk.nc")
     assert main(["--views", "0", "--out", str(tmp_path / "x.nc")]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_real_benchmark_layout_matches_the_phantom_benchmark():
+    real, phantoms = load_benchmark("data/real_128.nc"), load_benchmark("data/benchmark_128.nc")
+    assert benchmark_ids(real, "val") == [0, 1] and benchmark_ids(real, "test") == [2, 3]
+    assert list(real.source_file.values) == [s.file for s in REAL_SLICES]
+    assert len(set(real.patient_id.values[2:])) == 2  # two test patients
+    assert real.attrs["views"].tolist() == [20, 60] and real.attrs["snr_db"] == 40
+    def layout(ds):  # variable -> dimensions, view counts dropped
+        return {re.sub(r"_\d+$", "", k): tuple(re.sub(r"_\d+$", "", d) for d in v.dims)
+                for k, v in ds.data_vars.items()}
+
+    assert layout(real) == layout(phantoms)
+    assert set(real.data_vars) == {"image", "sinogram_20", "noise_sigma_20", "sinogram_60",
+                                   "noise_sigma_60"}
+    assert set(phantoms.attrs) - {"phantom", "views"} <= set(real.attrs)
+    truth = real.image.values
+    assert truth.shape == (4, 128, 128) and truth.dtype == np.float32
+    assert truth.min() >= 0 and truth.max() <= 1 and truth.mean(axis=(1, 2)).min() > 0.05
+    for views in (20, 60):
+        sample = benchmark_sample(real, 3, views)
+        assert sample.sinogram.shape == (views, 183)
+        assert sample.meta["split"] == "test" and sample.noise_sigma > 0
+
+
+def test_real_benchmark_is_40_db_and_matches_its_generator():
+    real = load_benchmark("data/real_128.nc")
+    truth, fine, meta = real_images(REAL_SLICES[1])
+    np.testing.assert_array_equal(truth, real.image.values[1])
+    assert meta["patient_id"] == str(real.patient_id.values[1])
+    sample = simulate(truth, 20, fine_image=fine, snr_db=40, seed=(0, 1, 20, 1))
+    np.testing.assert_array_equal(sample.sinogram, real.sinogram_20.values[1])
+    clean = project_truth(fine, sample.geometry)
+    sigma = float(real.noise_sigma_20[1])
+    assert 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / sigma**2) == pytest.approx(40)
+    residual = real.sinogram_20.values[1] - clean
+    assert np.std(residual) == pytest.approx(sigma, rel=0.05)
+    assert abs(np.mean(residual)) < 3 * sigma / np.sqrt(residual.size)
+
+
+def test_real_build_is_deterministic(tmp_path):
+    kwargs = dict(size=32, views=(3,), slices=REAL_SLICES[2:3])
+    ds = build_real_benchmark(**kwargs)
+    assert list(ds.split.values) == ["test"] and ds.source_file.values[0] == "CT_small.dcm"
+    write_dataset(ds, tmp_path / "a.nc")
+    write_dataset(build_real_benchmark(**kwargs), tmp_path / "b.nc")
+    assert (tmp_path / "a.nc").read_bytes() == (tmp_path / "b.nc").read_bytes()
+    assert build_real_benchmark(**kwargs, seed=1).sinogram_3.values.tolist() != \
+        ds.sinogram_3.values.tolist()
+
+
+def test_integer_resample():
+    image = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(integer_resample(image, 2), [[2.5, 4.5], [10.5, 12.5]])
+    up = integer_resample(image, 8)
+    np.testing.assert_array_equal(up[::2, ::2], image)
+    np.testing.assert_array_equal(integer_resample(up, 4), image)
+    with pytest.raises(InputError, match="integer factor"):
+        integer_resample(image, 3)
+
+
+@pytest.mark.parametrize("argv", [["--size", "100"], ["--phantoms", "3"], ["--views", "0"]])
+def test_real_cli_bad_arguments(tmp_path, capsys, argv):
+    assert main(["--real", *argv, "--out", str(tmp_path / "x.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_real_without_pydicom_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "data_store", None)  # import data_store now fails
+    assert main(["--real", "--out", str(tmp_path / "x.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install pydicom-data" in err and err.count("\n") == 1
