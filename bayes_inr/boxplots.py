@@ -15,9 +15,18 @@ from matplotlib.figure import Figure
 
 from .atomic import atomic_path
 from .errors import InputError
+from .metrics import METRICS
 from .plotting import DPI
 
-LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "nll": "NLL", "ece": "ECE"}
+
+def _label(metric: str) -> str:
+    """Axis label of a sweep column such as ``psnr`` or ``ece_object``."""
+    for name, entry in METRICS.items():
+        if metric == name:
+            return entry.label
+        if metric.startswith(name + "_"):
+            return f"{entry.label}, {metric[len(name) + 1:]} pixels"
+    return metric
 
 
 def _sorted_values(values) -> list:
@@ -61,8 +70,8 @@ def boxplot_figure(rows: list[dict], path, metric: str = "psnr") -> Path:
             if i == 0:
                 ax.set_title(activation, fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"val {LABELS.get(metric, metric)}", fontsize=8)
-    fig.suptitle(f"Validation {LABELS.get(metric, metric)} per hyperparameter value "
+                ax.set_ylabel(f"val {_label(metric)}", fontsize=8)
+    fig.suptitle(f"Validation {_label(metric)} per hyperparameter value "
                  f"({len(rows)} trials)", fontsize=10)
     FigureCanvasAgg(fig)
     path = Path(path)

@@ -18,7 +18,7 @@ from .config import FitConfig, load_config
 from .data import phantom_sample
 from .errors import InputError
 from .fit import fit
-from .metrics import score, score_table
+from .metrics import calibration_table, score, score_table
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "models"
 
@@ -69,6 +69,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(score_table(rows))
+    fitted = rows[-1]
+    print(f"\n{fitted['method']}: calibration by pixel set (object: true value > 0)")
+    print(calibration_table(fitted))
     print(f"figures and InferenceData files in {args.out}/")
     return 0
 

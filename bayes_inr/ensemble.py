@@ -6,7 +6,8 @@ configurations (for example the top N of a sweep, :mod:`bayes_inr.ranking`). Mem
 run on :mod:`bayes_inr.workers` processes. The InferenceData stores member k as chain
 k, with coordinates ``member`` (its label) and ``member_config`` (its configuration as
 JSON) on the chain dimension; a deterministic member (MAP) is one draw, not copies of
-one draw. Metrics score the pooled draws, i.e. the equally weighted mixture.
+one draw. Metrics score the equally weighted mixture: every member weighs 1/K whatever its
+draw count (:func:`bayes_inr.posterior.draw_weights`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def fit_ensemble(sample: Sample, config: FitConfig, members: Sequence[FitConfig]
         [posterior.image_draws(member) for member in fits], sinogram=sample.sinogram,
         angles=sample.geometry.angles, method=f"DE-{len(configs)}", config=record,
         ground_truth=sample.ground_truth, seed=config.seed,
-        wall_time=time.perf_counter() - start, device=config.device, chain_labels=labels)
+        wall_time=time.perf_counter() - start, device=config.device, chain_labels=labels,
+        settings=dataclasses.asdict(config) | {
+            "members": len(configs),
+            "member_configs": [dataclasses.asdict(member) for member in configs]})
     member_json = np.array([json.dumps(c, sort_keys=True) for c in stored], dtype=object)
     idata.posterior_predictive = idata.posterior_predictive.assign_coords(
         member_config=("chain", member_json))

@@ -37,7 +37,7 @@ from .images import load_image
 from .inference import hmc
 from .inference.svi import DivergenceError, draw_images, fit_svi
 from .inr import INR
-from .metrics import score, score_table
+from .metrics import calibration_table, score, score_table
 from .model import CTModel
 from .radon import RadonOperator
 
@@ -103,8 +103,9 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
     record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
                                            "prior_used": model.prior.describe(),
                                            "threads_used": torch.get_num_threads()}
+    settings = dataclasses.asdict(config) | {"prior_used": record["prior_used"]}
     if config.inference in MCMC:
-        return _fit_mcmc(sample, config, model, record, start, progress, out, resume)
+        return _fit_mcmc(sample, config, model, record, settings, start, progress, out, resume)
     if resume is not None:
         raise InputError("only hmc/nuts runs can be resumed")
     init = model.init_params(config.seed)
@@ -124,12 +125,12 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
         images[None], sinogram=sample.sinogram, angles=sample.geometry.angles,
         method=config.inference, config=record, ground_truth=sample.ground_truth,
         seed=config.seed, wall_time=time.perf_counter() - start, device=config.device,
-        extra_constant={"loss": (("step",), np.asarray(result.losses))})
+        extra_constant={"loss": (("step",), np.asarray(result.losses))}, settings=settings)
 
 
-def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, start: float,
-              progress: bool, out: Path | None, resume: az.InferenceData | None
-              ) -> az.InferenceData:
+def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, hashed: dict,
+              start: float, progress: bool, out: Path | None,
+              resume: az.InferenceData | None) -> az.InferenceData:
     """hmc/nuts: chains from MAP (or other) starts, checkpointed to ``out``."""
     potential = hmc.FlatPotential(model)
     settings = hmc.MCMCSettings.from_config(config)
@@ -145,7 +146,7 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, s
         record["map_seconds"] = time.perf_counter() - start
     meta = {"sinogram": sample.sinogram, "angles": sample.geometry.angles,
             "method": config.inference, "config": record, "ground_truth": sample.ground_truth,
-            "seed": config.seed, "device": config.device}
+            "seed": config.seed, "device": config.device, "settings": hashed}
 
     def inference_data():
         return run.inference_data(**meta, wall_time=earlier + time.perf_counter() - start)
@@ -345,7 +346,12 @@ def main(argv=None) -> int:
         print(hmc.diagnostics(idata))
     if sample.ground_truth is not None:
         rows = member_scores(idata) if config.inference == "ensemble" else []
-        print(score_table([*rows, score(idata)]))
+        scores = score(idata)
+        print(score_table([*rows, scores]))
+        if scores["n_draws"] >= 2:
+            print(f"\ncalibration by pixel set (object: true value > 0; "
+                  f"{scores['n_draws']} draws):")
+            print(calibration_table(scores))
     return 0
 
 

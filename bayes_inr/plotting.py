@@ -59,6 +59,10 @@ SPREADS = {"std": ("predictive std", "s"), "variance": ("predictive variance", "
 """How the uncertainty panels show the spread of the draws: panel title, colour-bar label."""
 
 RELIABILITY_LEVELS = np.append(metrics.LEVELS, 1.0)
+PIT_EDGES = np.linspace(0.0, 1.0, 11)
+"""Bin edges of the PIT histograms (10 bins)."""
+CURVE_SUPPORTS = ("object", "all")
+"""Pixel sets drawn in the reliability and PIT panels."""
 """Levels of the plotted reliability curve: :data:`metrics.LEVELS` plus the q = 1 endpoint
 (the interval [min, max] of the draws)."""
 
@@ -196,33 +200,51 @@ class _Run:
     def __init__(self, idata) -> None:
         idata = _load(idata)
         draws = posterior.image_draws(idata)
+        weights = posterior.draw_weights(idata)
         self.method = _method_of(idata)
         self.n_draws = int(draws.shape[0])
         self.truth = _truth_of(idata)
-        mean, var = metrics.predictive_moments(draws)
+        mean, var = metrics.predictive_moments(draws, weights)
         self.mean = mean
         self.var = var
         self.std = np.sqrt(var)
         self.stochastic = self.n_draws >= 2
         self.error = None
         self.cmap = None
-        self.curve = None
+        self.curves: dict[str, np.ndarray] = {}
+        self.pit: dict[str, np.ndarray] = {}
         self.scores: dict = {}
         if self.truth is not None:
             self.scores = metrics.score(idata, truth=self.truth)
             self.error = (self.mean - self.truth) ** 2
             if self.stochastic:
-                self.cmap = metrics.coverage_map(draws, self.truth)
-                self.curve = metrics.coverage_curve(draws, self.truth, RELIABILITY_LEVELS)
+                self.cmap = metrics.coverage_map(draws, self.truth, weights)
+                lo, hi = metrics.pit_interval(draws, self.truth, weights)
+                masks = metrics.support_masks(self.truth)
+                for support in CURVE_SUPPORTS:
+                    if masks[support].any():
+                        a, b = lo[masks[support]], hi[masks[support]]
+                        cdf = metrics.pit_cdf(a, b, np.concatenate(
+                            [0.5 - RELIABILITY_LEVELS / 2, 0.5 + RELIABILITY_LEVELS / 2]))
+                        n = RELIABILITY_LEVELS.size
+                        self.curves[support] = cdf[n:] - cdf[:n]
+                        self.pit[support] = np.diff(metrics.pit_cdf(a, b, PIT_EDGES))
+
+    @property
+    def curve(self) -> np.ndarray | None:
+        """The object's reliability curve (all pixels' when there is no object)."""
+        return self.curves.get("object", self.curves.get("all"))
 
     def headline(self) -> str:
-        """Scores on one line: PSNR, SSIM, NLL, ECE where defined."""
+        """Scores on one line: PSNR, SSIM, and the object's CRPS, NLL and ECE."""
         if not self.scores:
             return "no ground truth: not scored"
-        parts = [f"PSNR {_fmt(self.scores['psnr'], 2)} dB", f"SSIM {_fmt(self.scores['ssim'])}"]
-        if "nll" in self.scores:
-            parts.append(f"NLL {_fmt(self.scores['nll'], 2)}")
-            parts.append(f"ECE {_fmt(self.scores['ece'])}")
+        parts = [f"PSNR {_fmt(self.scores['psnr'], 2)} dB", f"SSIM {_fmt(self.scores['ssim'])}",
+                 f"CRPS (object) {_fmt(self.scores['crps_object'], 4)}"]
+        if "nll_object" in self.scores:
+            parts.append(f"NLL (object) {_fmt(self.scores['nll_object'], 2)}")
+            parts.append(f"ECE object {_fmt(self.scores['ece_object'])} / all "
+                         f"{_fmt(self.scores['ece_all'])}")
         return ", ".join(parts)
 
     def spread(self, kind: str) -> np.ndarray:
@@ -235,12 +257,18 @@ class _Run:
         return f"{self.n_draws} draws"
 
 
-def _reliability(ax, curve: np.ndarray, ece: float | None = None, legend: bool = True) -> None:
-    ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="ideal")
-    ax.plot(RELIABILITY_LEVELS, curve, marker="o", ms=3, lw=1.5, color="C0",
-            label="observed")
-    ax.fill_between(RELIABILITY_LEVELS, RELIABILITY_LEVELS, curve, color="C0", alpha=0.15,
-                    lw=0)
+_SUPPORT_STYLE = {"object": {"color": "C0", "ls": "-", "marker": "o"},
+                  "all": {"color": "C1", "ls": "--", "marker": "s"}}
+
+
+def _reliability(ax, run: _Run, legend: bool = True) -> None:
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="ideal")
+    for support, curve in run.curves.items():
+        style = _SUPPORT_STYLE[support]
+        ax.plot(RELIABILITY_LEVELS, curve, ms=3, lw=1.5, label=f"{support} pixels", **style)
+    if "object" in run.curves:
+        ax.fill_between(RELIABILITY_LEVELS, RELIABILITY_LEVELS, run.curves["object"],
+                        color="C0", alpha=0.15, lw=0)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
@@ -250,10 +278,31 @@ def _reliability(ax, curve: np.ndarray, ece: float | None = None, legend: bool =
     ax.set_xlabel("nominal level q")
     ax.set_ylabel("observed coverage")
     if legend:
-        ax.legend(loc="upper left", frameon=False)
-    if ece is not None:
-        ax.text(0.97, 0.04, f"ECE {_fmt(ece)}", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=8)
+        ax.legend(loc="upper left", frameon=False, fontsize=8)
+    if "ece_object" in run.scores:
+        ax.text(0.97, 0.04, f"ECE object {_fmt(run.scores['ece_object'])}\n"
+                f"ECE all {_fmt(run.scores['ece_all'])}", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=8)
+
+
+def _pit_histogram(ax, run: _Run) -> None:
+    bins = PIT_EDGES.size - 1
+    width = 1.0 / bins
+    for k, (support, mass) in enumerate(run.pit.items()):
+        style = _SUPPORT_STYLE[support]
+        ax.bar(PIT_EDGES[:-1] + width * (0.25 + 0.5 * k), mass * bins, width=width / 2,
+               color=style["color"], alpha=0.8, label=f"{support} pixels")
+    ax.axhline(1.0, color="0.4", ls=":", lw=1, label="uniform")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("PIT")
+    ax.set_ylabel("density")
+    ax.legend(loc="upper center", frameon=False, fontsize=8, ncols=2)
+    ax.set_ylim(0, max(2.0, 1.25 * max((m.max() * bins for m in run.pit.values()),
+                                        default=1.0)))
+    if "pit_error_object" in run.scores:
+        ax.set_title(f"PIT (error: object {_fmt(run.scores['pit_error_object'])})")
+    else:
+        ax.set_title("PIT")
 
 
 # ----------------------------------------------------------------------------- figures
@@ -431,8 +480,8 @@ def posterior_figure(idata, path, title: str | None = None, *, spread: str = "st
     if run.truth is not None:
         panels.append("error")
         if run.stochastic:
-            panels += ["coverage", "reliability"]
-    ncols = 3 if len(panels) > 3 else len(panels)
+            panels += ["coverage", "reliability", "pit"]
+    ncols = 4 if len(panels) > 4 else len(panels)
     nrows = math.ceil(len(panels) / ncols)
 
     with mpl.rc_context(_STYLE):
@@ -465,8 +514,10 @@ def posterior_figure(idata, path, title: str | None = None, *, spread: str = "st
                 _colorbar(fig, im, ax, "|x-m|/s",
                           extend=_extend(run.cmap, COVERAGE_CLIP), shrink=0.85)
             elif panel == "reliability":
-                _reliability(ax, run.curve, run.scores.get("ece"))
+                _reliability(ax, run)
                 ax.set_title("reliability")
+            elif panel == "pit":
+                _pit_histogram(ax, run)
         for ax in axes[len(panels):]:
             ax.set_axis_off()
         _colorbar(fig, last_grey, grey_axes[-1], shrink=0.85)
@@ -557,7 +608,7 @@ def comparison_figure(
             else:
                 _note(ax_err, "no ground truth")
             if run.curve is not None:
-                _reliability(ax_rel, run.curve, run.scores.get("ece"), legend=row == 0)
+                _reliability(ax_rel, run, legend=row == 0)
                 if any(later.curve is not None for later in runs[row + 1:]):
                     ax_rel.set_xlabel("")  # only the lowest curve keeps its axis label
             else:
@@ -580,9 +631,10 @@ def comparison_figure(
 def _score_line(run: _Run) -> str:
     if not run.scores:
         return ""
-    text = f"PSNR {_fmt(run.scores['psnr'], 2)} dB"
-    if "nll" in run.scores:
-        text += f", NLL {_fmt(run.scores['nll'], 2)}"
+    text = f"PSNR {_fmt(run.scores['psnr'], 2)} dB, CRPS (object) " \
+        f"{_fmt(run.scores['crps_object'], 4)}"
+    if "nll_object" in run.scores:
+        text += f", NLL (object) {_fmt(run.scores['nll_object'], 2)}"
     return text
 
 

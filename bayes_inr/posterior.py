@@ -14,8 +14,10 @@ Schema (see ``DESIGN.md``):
   (y, x) when known, and any extra arrays.
 - ``sample_stats``: sampler statistics (chain, draw, ...).
 - attrs on every group: ``method``, ``config`` (JSON of the full configuration),
-  ``seed``, ``bayes_inr_version``, ``device``, ``wall_time`` (seconds),
-  ``created_at`` (UTC ISO 8601). Attributes that are None are omitted.
+  ``seed``, ``device``, ``wall_time`` (seconds), ``created_at`` (UTC ISO 8601), and
+  the provenance of :mod:`bayes_inr.provenance`: ``git_commit``, ``git_dirty``,
+  ``bayes_inr_version``, ``config_hash``, ``data_hash``. Attributes that are None are
+  omitted.
 
 Files are written with the h5netcdf engine, atomically (:func:`save`), and read
 fully into memory (:func:`load`).
@@ -38,6 +40,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing", category=FutureWarning)
     import arviz as az
 
+from . import provenance
 from .atomic import atomic_path
 from .errors import InputError, check_finite
 
@@ -46,6 +49,7 @@ ENGINE = "h5netcdf"
 __all__ = [
     "build",
     "config",
+    "draw_weights",
     "from_reconstruction",
     "image_draws",
     "load",
@@ -128,13 +132,12 @@ def _pad_chains(name: str, value, n_chains: int | None = None) -> tuple[np.ndarr
     return out, counts
 
 
-def _attrs(*, method: str, config_json: str, seed, device, wall_time) -> dict:
-    from . import __version__
-
+def _attrs(*, method: str, config_json: str, seed, device, wall_time, provenance: dict
+           ) -> dict:
     attrs: dict = {
         "method": str(method),
         "config": config_json,
-        "bayes_inr_version": str(__version__),
+        **provenance,
         "device": str(device) if device is not None else None,
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
@@ -168,6 +171,7 @@ def build(
     posterior: Mapping | None = None,
     chain_labels: Sequence | None = None,
     extra_constant: Mapping | None = None,
+    settings=None,
 ) -> az.InferenceData:
     """Assemble the InferenceData of one reconstruction.
 
@@ -195,6 +199,9 @@ def build(
         One label per chain (ensemble members), stored as the ``member`` coordinate.
     extra_constant : dict of name -> array or (dims, array), optional
         More ``constant_data`` arrays; dims default to ``f"{name}_dim_{i}"``.
+    settings : FitConfig or dict, optional
+        What ``config_hash`` is computed from (default ``config``): the run's settings
+        without derived values and timings (see :mod:`bayes_inr.provenance`).
     """
     if not isinstance(method, str) or not method:
         raise InputError(f"method must be a non-empty string, got {method!r}")
@@ -234,8 +241,11 @@ def build(
         )
     check_finite("angles", angle_values)
 
+    truth = None if ground_truth is None else _float(ground_truth)
     attrs = _attrs(method=method, config_json=_config_json(config), seed=seed,
-                   device=device, wall_time=wall_time)
+                   device=device, wall_time=wall_time,
+                   provenance=provenance.record((config or {}) if settings is None else settings,
+                                                sino, angle_values, truth))
     chain_coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws)}
     member = None
     if chain_labels is not None:
@@ -347,6 +357,23 @@ def image_draws(idata: az.InferenceData) -> np.ndarray:
                              f"the image's {values.shape[:2]} (chain, draw)")
         return np.concatenate([values[c, :n] for c, n in enumerate(counts)], axis=0)
     return values.reshape(-1, *values.shape[2:])
+
+
+def draw_weights(idata: az.InferenceData) -> np.ndarray:
+    """Per-draw weights (S,) of :func:`image_draws`, summing to 1.
+
+    An ensemble (a ``member`` coordinate on the chain dimension) is an equally weighted
+    mixture of its members: member k weighs 1/K whatever its draw count, split evenly
+    over its draws, so a one-draw MAP member beside a 100-draw MCD member weighs 1/2.
+    Chains of one sampler (no ``member`` coordinate) pool their draws with equal weights.
+    """
+    pp = idata.posterior_predictive
+    n_chains = pp["image"].sizes["chain"]
+    counts = (np.asarray(pp["n_draws"].values).astype(np.int64) if "n_draws" in pp
+              else np.full(n_chains, pp["image"].sizes["draw"], dtype=np.int64))
+    if "member" in pp.coords:
+        return np.concatenate([np.full(n, 1.0 / (n_chains * n)) for n in counts])
+    return np.full(int(counts.sum()), 1.0 / counts.sum())
 
 
 def config(idata: az.InferenceData) -> dict:

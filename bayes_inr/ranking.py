@@ -35,8 +35,8 @@ def rank(directory, top: int | None = None) -> list[dict]:
             if row["status"] == "ok" and math.isfinite(row["psnr"])]
     if not rows:
         raise InputError(f"{directory} has no finished trials to rank")
-    rows.sort(key=lambda row: (-row["psnr"], row["nll"] if math.isfinite(row["nll"])
-                               else math.inf))
+    rows.sort(key=lambda row: (-row["psnr"], row["nll_object"]
+                               if math.isfinite(row["nll_object"]) else math.inf))
     unique: dict = {}
     for row in rows:
         key = tuple(sorted((k, str(v)) for k, v in row["config"].items() if k not in IGNORED))
@@ -46,7 +46,8 @@ def rank(directory, top: int | None = None) -> list[dict]:
 
 def ranking_table(rows: list[dict]) -> str:
     """The ranked rows as a text table: rank, trial, metrics and swept values."""
-    columns = ["rank", "trial", "psnr", "ssim", "nll", "ece", "seconds",
+    columns = ["rank", "trial", "psnr", "ssim", "crps_object", "nll_object", "ece_object",
+               "seconds",
                *dict.fromkeys(name for row in rows for name in row["changes"])]
     return score_table([{"rank": k, "trial": row["trial_id"], **row, **row["changes"]}
                         for k, row in enumerate(rows, 1)], columns)
@@ -77,7 +78,8 @@ def write_configs(rows: list[dict], directory, sweep) -> list[Path]:
     for k, row in enumerate(rows, 1):
         path = directory / f"{sweep.name}_top{k}.toml"
         header = (f"# Rank {k} of sweep {sweep} (trial {row['trial_id']}): mean validation "
-                  f"PSNR {row['psnr']:.2f} dB, NLL {row['nll']:.4g}, ECE {row['ece']:.3f} on "
+                  f"PSNR {row['psnr']:.2f} dB, object NLL {row['nll_object']:.4g}, object ECE "
+                  f"{row['ece_object']:.3f} on "
                   f"{', '.join(settings['images'])} at {settings['views']} views.\n"
                   f"# Written by python -m bayes_inr.sweep --rank {sweep} --write-configs "
                   f"{directory}\n")

@@ -4,12 +4,15 @@
 
 For every run (an InferenceData file of :mod:`bayes_inr.posterior`) the report holds
 
-- its scores (:func:`bayes_inr.metrics.score`: PSNR, SSIM, NLL, ECE, coverage) in one
-  table over all runs;
+- its scores (:func:`bayes_inr.metrics.score`: PSNR, SSIM, and CRPS, NLL, ECE, PIT
+  error and one- and two-sided coverage on the object first) in one table over all
+  runs, and per run the calibration figures on each pixel set (object, background,
+  all) side by side;
 - its Figure-2 panel (:func:`bayes_inr.plotting.posterior_figure`): ground truth,
-  pixel-wise predictive mean and variance, squared error, coverage map and reliability
-  curve. A run without ground truth shows mean and variance only (calibration needs a
-  ground truth); a deterministic run (one draw, e.g. a classical baseline) shows the
+  pixel-wise predictive mean and variance, squared error, coverage map, reliability
+  curves and PIT histograms of the object and of all pixels. A run without ground
+  truth shows mean and variance only (calibration needs a ground truth); a
+  deterministic run (one draw, e.g. a classical baseline) shows the
   reconstruction and its error;
 - for MCMC runs (``hmc``/``nuts``) the ArviZ diagnostics, computed on the stored draws:
   rank-normalised split R-hat and bulk/tail ESS over every pixel of
@@ -58,8 +61,9 @@ RHAT_LIMIT = 1.01
 ESS_LOW = 100
 """Bulk or tail ESS below this is flagged as too few effective draws."""
 
-SCORE_COLUMNS = ("run", "method", "n_draws", "psnr", "ssim", "nll", "ece", "coverage_50",
-                 "coverage_90")
+SCORE_COLUMNS = ("run", "method", "n_draws", "psnr", "ssim", "crps_object", "nll_object",
+                 "ece_object", "pit_error_object", "coverage_90_object", "below_90_object",
+                 "above_90_object", "ece_all", "tied_all")
 
 SAMPLER_STATS = (  # (sample_stats variable, column, reduction)
     ("step_size", "step size", "mean"),
@@ -548,11 +552,18 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
     from . import __version__
 
     page.para(f"{len(entries)} run{'s' if len(entries) > 1 else ''}, generated {stamp} by "
-              f"bayes_inr {__version__}. Images lie in [0, 1]; PSNR uses data range 1; NLL "
-              "is per pixel with variance floor 1e-6; ECE is the honest one (mean absolute "
-              "gap between coverage and level q = 0, 0.05, ..., 0.95, no interval "
-              "widening); coverage_q is the fraction of pixels whose true value lies in the "
-              "central q-interval of the draws.")
+              f"bayes_inr {__version__}. Images lie in [0, 1]; PSNR uses data range 1. "
+              "Calibration is scored on the object (true value > 0) first: air is easy to "
+              "be calibrated on; `_all` columns are over every pixel, `tied_all` is the "
+              "share of pixels whose truth equals a draw. From the randomised PIT of each "
+              "pixel (its truth ranked among its S draws plus itself, ties spread): "
+              "coverage_90 is the share of PITs in [0.05, 0.95], below_90 / above_90 the "
+              "shares under / over it (0.05 each when calibrated), ECE the mean |coverage(q) "
+              "- q| over q = 0, 0.05, ..., 0.95 (no interval widening), PIT error the mean "
+              "gap between the PITs' CDF and the uniform CDF. NLL is Gaussian per pixel "
+              "with variance floor 1e-6; CRPS is that of the draws' empirical distribution "
+              "(a one-draw reconstruction's is its mean absolute error). Ensemble members "
+              "weigh 1/K each.")
 
     page.heading(2, "Scores")
     scores = _scores(entries)
@@ -585,6 +596,9 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
             page.para("No ground truth in this file: the predictive mean and variance are "
                       "shown; the squared error, coverage map, reliability curve and ECE "
                       "need a ground truth.")
+        if n >= 2 and _has_truth(entry.idata):
+            page.para("Calibration by pixel set (object: true value > 0):")
+            page.pre(metrics.calibration_table(metrics.score(entry.idata)))
         path = plotting.posterior_figure(entry.idata, out / f"{entry.label}_posterior.png",
                                          title=entry.label, spread="variance")
         page.figure(path, f"{entry.label}: posterior panel")

@@ -20,7 +20,8 @@ from .errors import InputError
 
 SETTINGS = "sweep.json"
 TABLE = "results.csv"
-METRICS = ("psnr", "ssim", "nll", "ece", "coverage_90")
+METRICS = ("psnr", "ssim", "crps_object", "nll_object", "ece_object", "pit_error_object",
+           "coverage_90_object", "ece_all")
 COLUMNS = ("trial_id", "status", *METRICS, "seconds", "n_images", "diverged", "error")
 FLOATS = (*METRICS, "seconds")
 INTS = ("n_images", "diverged")

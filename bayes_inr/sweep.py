@@ -121,7 +121,7 @@ def _summary(trial: Trial, row: dict) -> str:
     changes = " ".join(f"{name}={value}" for name, value in trial.changes.items())
     if row["status"] == "failed":
         return f"{trial.id} FAILED ({row['error']}) {changes}"
-    return (f"{trial.id} PSNR {row['psnr']:.2f} dB, NLL {row['nll']:.3g}, "
+    return (f"{trial.id} PSNR {row['psnr']:.2f} dB, object CRPS {row['crps_object']:.4f}, "
             f"{row['seconds']:.1f} s  {changes}")
 
 

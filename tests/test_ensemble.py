@@ -41,9 +41,13 @@ def test_members_are_chains_and_the_mixture_pools_their_draws(sample16):
     np.testing.assert_array_equal(posterior.image_draws(idata), pooled)
     result, truth = metrics.score(idata), sample16.ground_truth
     assert result["n_draws"] == 8
-    assert result["psnr"] == pytest.approx(metrics.psnr(pooled.mean(0), truth))
-    assert result["nll"] == pytest.approx(metrics.nll(pooled, truth))
-    assert result["ece"] == pytest.approx(metrics.ece(pooled, truth))
+    # an equally weighted mixture: each member 1/3 whatever its draw count
+    weights = np.concatenate([np.full(4, 1 / 12), [1 / 3], np.full(3, 1 / 9)])
+    np.testing.assert_allclose(posterior.draw_weights(idata), weights)
+    mixture = sum(a.mean(0) for a in alone) / 3
+    assert result["psnr"] == pytest.approx(metrics.psnr(mixture, truth))
+    assert result["nll_all"] == pytest.approx(metrics.nll(pooled, truth, weights=weights))
+    assert result["ece_all"] == pytest.approx(metrics.ece(pooled, truth, weights=weights))
     # the mixture is wider than its members
     assert pooled.std(0).mean() > max(a.std(0).mean() for a in alone)
     scores = member_scores(idata)

@@ -111,45 +111,94 @@ def test_narrow_draws_match_analytic_coverage(narrow):
     assert honest > 0.1
 
 
-def test_coverage_matches_curve_and_is_inclusive():
+def test_pit_is_the_randomised_rank_among_s_plus_1():
     draws = np.array([[[0.0]], [[1.0]], [[2.0]], [[3.0]]])
-    # q = 0: interval [median, median] = [1.5, 1.5], inclusive
-    assert metrics.coverage(draws, np.array([[1.5]]), 0.0) == 1.0
-    assert metrics.coverage(draws, np.array([[1.501]]), 0.0) == 0.0
-    # q = 0.5: quantiles 0.25, 0.75 -> [0.75, 2.25] (linear interpolation)
-    assert metrics.coverage(draws, np.array([[0.75]]), 0.5) == 1.0
-    assert metrics.coverage(draws, np.array([[0.74]]), 0.5) == 0.0
+    # two draws below 1.5, none tied: PIT uniform on [2/5, 3/5]
+    lo, hi = metrics.pit_interval(draws, np.array([[1.5]]))
+    assert (lo.item(), hi.item()) == pytest.approx((0.4, 0.6))
+    # q = 0.2: central interval [0.4, 0.6] holds all of it; q = 0.1: half
+    assert metrics.coverage(draws, np.array([[1.5]]), 0.2) == pytest.approx(1.0)
+    assert metrics.coverage(draws, np.array([[1.5]]), 0.1) == pytest.approx(0.5)
+    # the truth tied with draw 1.0: r = 1, t = 1, PIT uniform on [1/5, 3/5]
+    lo, hi = metrics.pit_interval(draws, np.array([[1.0]]))
+    assert (lo.item(), hi.item()) == pytest.approx((0.2, 0.6))
     rng = np.random.default_rng(4)
     d, t = rng.random((50, 6, 6)), rng.random((6, 6))
     curve = metrics.coverage_curve(d, t)
     for q, c in zip(metrics.LEVELS, curve, strict=True):
-        assert metrics.coverage(d, t, q) == c
-        lo, hi = np.quantile(d, [0.5 - q / 2, 0.5 + q / 2], axis=0)
-        assert c == np.mean((t >= lo) & (t <= hi))
+        assert metrics.coverage(d, t, q) == pytest.approx(c)
+
+
+@pytest.mark.parametrize("n_draws", [5, 20, 100])
+def test_calibrated_at_any_draw_count(n_draws):
+    # truth exchangeable with the draws: the rank PIT is exactly uniform, so the ECE is
+    # only sampling noise over pixels, whatever S
+    rng = np.random.default_rng(n_draws)
+    draws, truth = rng.standard_normal((n_draws, 100, 100)), rng.standard_normal((100, 100))
+    assert metrics.ece(draws, truth) < 0.01
+    assert metrics.pit_error(draws, truth) < 0.01
+    if n_draws > 20:
+        return  # at S = 100 the floor (0.009) is within the pixel sampling noise
+    # negative control: the interpolated-quantile interval of S draws covers only about
+    # q (S - 1) / (S + 1), the finite-draw floor this definition removes
+    lv = metrics.LEVELS
+    q = np.quantile(draws, np.concatenate([0.5 - lv / 2, 0.5 + lv / 2]), axis=0)
+    interval = ((truth >= q[:20]) & (truth <= q[20:])).mean(axis=(1, 2))
+    floor = np.mean(lv * 2 / (n_draws + 1))
+    assert np.mean(np.abs(interval - lv)) == pytest.approx(floor, rel=0.25)
 
 
 def test_ties_count_with_the_randomised_pit():
-    # truth at an atom of the draws: the PIT is uniform on [F(x-), F(x)]
+    # truth at an atom of all draws: PIT uniform on [0, 1], calibrated at every level
     atom = np.zeros((40, 1, 1))
     np.testing.assert_allclose(metrics.coverage_curve(atom, np.zeros((1, 1))), metrics.LEVELS)
-    assert metrics.ece(atom, np.zeros((1, 1))) == pytest.approx(0.0)
-    # half the draws at the truth 0, half above: PIT uniform on [0, 0.5], so covered at q
-    # with probability (q / 2) / 0.5 = q
-    half = np.concatenate([np.zeros((20, 1, 1)), np.linspace(0.1, 1, 20).reshape(20, 1, 1)])
-    np.testing.assert_allclose(metrics.coverage_curve(half, np.zeros((1, 1))), metrics.LEVELS)
-    # all draws at the truth's one side but touching it: F(x-) = 0.75, F(x) = 1
+    # all draws at the truth's one side but touching it: 30 below, 10 tied of 40;
+    # PIT uniform on [30/41, 1]
     quarter = np.concatenate([np.zeros((30, 1, 1)), np.ones((10, 1, 1))])
     levels = np.array([0.0, 0.5, 0.6, 0.9])
-    expected = np.clip(np.minimum(0.5 + levels / 2, 1) - 0.75, 0, None) / 0.25
-    np.testing.assert_allclose(metrics.coverage_curve(quarter, np.ones((1, 1)), levels), expected)
-    # tied pixels mix with untied ones pixel by pixel, in the curve and the paper variant
+    lo = 30 / 41
+    expected = np.clip(np.minimum(0.5 + levels / 2, 1) - np.maximum(0.5 - levels / 2, lo),
+                       0, None) / (1 - lo)
+    np.testing.assert_allclose(metrics.coverage_curve(quarter, np.ones((1, 1)), levels),
+                               expected)
+    # tied and untied pixels mix pixel by pixel
     mixed = np.concatenate([atom, np.linspace(0.5, 1.5, 40).reshape(40, 1, 1)], axis=2)
     truth = np.array([[0.0, 1.0]])
     curve = metrics.coverage_curve(mixed, truth)
     untied = metrics.coverage_curve(mixed[:, :, 1:], truth[:, 1:])
     np.testing.assert_allclose(curve, (metrics.LEVELS + untied) / 2)
-    assert metrics.paper_delta_ece(mixed, truth, deltas=[0.0]) == pytest.approx(
-        metrics.ece(mixed, truth))
+    assert metrics.calibration(mixed, truth)["tied"] == 0.5
+
+
+def test_half_on_the_truth_is_not_calibrated():
+    # half the draws exactly at the truth 0, half above: the PIT is uniform on about
+    # [0, 0.5]. The two-sided coverage looks calibrated (ECE near 0); the PIT error and
+    # the one-sided coverage expose it.
+    rng = np.random.default_rng(7)
+    draws = np.concatenate([np.zeros((50, 32, 32)), rng.uniform(0.01, 1, (50, 32, 32))])
+    truth = np.zeros((32, 32))
+    assert metrics.ece(draws, truth) < 0.01
+    assert metrics.pit_error(draws, truth) > 0.2
+    below, above = metrics.tail_coverage(draws, truth, 0.9)
+    assert below == pytest.approx(0.1, abs=0.005) and above == 0.0
+    hist = metrics.pit_histogram(draws, truth, bins=10)
+    assert hist.sum() == pytest.approx(1.0)
+    hi = 51 / 101  # 50 tied draws and the truth: ranks 0-50 of 101
+    expected = np.diff(np.clip(np.linspace(0, 1, 11) / hi, 0, 1))
+    np.testing.assert_allclose(hist, expected, atol=1e-12)
+
+
+def test_one_sided_coverage_catches_a_shift():
+    rng = np.random.default_rng(8)
+    draws = rng.standard_normal((100, 64, 64))
+    truth = rng.standard_normal((64, 64)) + 1.0  # predictive biased low by one sd
+    below, above = metrics.tail_coverage(draws, truth, 0.9)
+    # truth - draw ~ N(1, 2): P(truth > 95 % quantile of N(0, 1)) = 1 - Phi(1.645 - 1)
+    assert above == pytest.approx(1 - norm.cdf(norm.ppf(0.95) - 1), abs=0.03)
+    assert below == pytest.approx(norm.cdf(norm.ppf(0.05) - 1), abs=0.01)
+    calib = metrics.calibration(draws, truth)
+    assert calib["above_90"] == pytest.approx(above)
+    assert calib["below_90"] == pytest.approx(below)
 
 
 def test_ece_sums_over_levels_times_005():
@@ -159,26 +208,84 @@ def test_ece_sums_over_levels_times_005():
     assert metrics.ece(d, t) == pytest.approx(np.sum(np.abs(curve - metrics.LEVELS)) * 0.05)
 
 
-def test_widened_and_paper_ece_are_optimistic(narrow):
+def test_paper_delta_ece_is_optimistic_and_uses_the_interval_rule(narrow):
     draws, truth = narrow
-    honest = metrics.ece(draws, truth)
-    widened = metrics.ece(draws, truth, widen=0.01)
-    assert widened < honest
     paper, delta = metrics.paper_delta_ece(draws, truth, return_delta=True)
-    assert paper <= widened + 1e-12 and paper <= honest
-    assert delta > 0
-
-
-def test_paper_delta_ece_is_the_minimum_of_widened_ece():
+    assert paper < metrics.ece(draws, truth) and delta > 0
+    # delta = 0 is the paper's interval rule: interpolated quantiles, inclusive bounds
     rng = np.random.default_rng(6)
-    d = 0.5 + 0.02 * rng.standard_normal((100, 24, 24))
-    t = 0.5 + 0.04 * rng.standard_normal((24, 24))
-    deltas = [0.0, 0.005, 0.01, 0.02, 0.04]
-    paper, delta = metrics.paper_delta_ece(d, t, deltas=deltas, return_delta=True)
-    scores = [metrics.ece(d, t, widen=x) for x in deltas]
-    assert paper == pytest.approx(min(scores))
-    assert delta == deltas[int(np.argmin(scores))]
-    assert metrics.paper_delta_ece(d, t, deltas=[0.0]) == pytest.approx(scores[0])
+    d, t = rng.random((50, 6, 6)), rng.random((6, 6))
+    lv = metrics.LEVELS
+    q = np.quantile(d, np.concatenate([0.5 - lv / 2, 0.5 + lv / 2]), axis=0)
+    interval = ((t >= q[:20]) & (t <= q[20:])).mean(axis=(1, 2))
+    assert metrics.paper_delta_ece(d, t, deltas=[0.0]) == pytest.approx(
+        np.mean(np.abs(interval - lv)))
+
+
+# ----------------------------------------------------------------------------- CRPS
+
+
+def test_crps_of_a_gaussian_ensemble_matches_the_closed_form():
+    # CRPS(N(m, s^2), y) = s (z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)), z = (y - m) / s
+    rng = np.random.default_rng(9)
+    m, s = 0.3, 0.05
+    truth = rng.uniform(0.2, 0.4, (20, 20))
+    draws = m + s * rng.standard_normal((4000, 20, 20))
+    z = (truth - m) / s
+    exact = s * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+    # the empirical predictive's CRPS exceeds the exact one by E|X - X'| / (2 S) on
+    # average; Monte Carlo error of the mean over 400 pixels is far below 1 %
+    assert metrics.crps(draws, truth) == pytest.approx(exact.mean(), rel=0.01)
+    # negative control: a too-narrow ensemble scores worse
+    assert metrics.crps(m + 0.2 * s * rng.standard_normal((4000, 20, 20)), truth) \
+        > 1.05 * exact.mean()
+
+
+def test_crps_of_one_draw_is_the_absolute_error():
+    rng = np.random.default_rng(10)
+    image, truth = rng.random((8, 8)), rng.random((8, 8))
+    assert metrics.crps(image[None], truth) == pytest.approx(np.abs(image - truth).mean())
+    assert metrics.calibration(image[None], truth) == {
+        "crps": pytest.approx(np.abs(image - truth).mean())}
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_mixture_weights_each_member_equally():
+    # a MAP member (one draw at 0) beside a 99-draw member at 1: equal member weights
+    # put the mixture's mean at 0.5, draw-count weights would put it at 0.99
+    draws = np.concatenate([np.zeros((1, 2, 2)), np.ones((99, 2, 2))])
+    weights = np.concatenate([[0.5], np.full(99, 0.5 / 99)])
+    mean, var = metrics.predictive_moments(draws, weights)
+    np.testing.assert_allclose(mean, 0.5)
+    np.testing.assert_allclose(var, 0.25)
+    # the truth 0.5 lies between the members: weight 0.5 below it, so PIT ~ 0.5
+    lo, hi = metrics.pit_interval(draws, np.full((2, 2), 0.5), weights)
+    np.testing.assert_allclose(lo, 0.5 / 1.01)
+    assert metrics.crps(draws, np.zeros((2, 2)), weights) == pytest.approx(0.25)
+    assert metrics.crps(draws, np.zeros((2, 2))) == pytest.approx(0.99**2)
+    # the paper's weighted quantiles reduce to np.quantile for equal weights
+    equal = np.full(100, 0.01)
+    d = np.random.default_rng(11).random((100, 3, 3))
+    assert metrics.paper_delta_ece(d, d[0] * 0.9, weights=equal) == pytest.approx(
+        metrics.paper_delta_ece(d, d[0] * 0.9))
+
+
+def test_supports_split_object_and_background():
+    rng = np.random.default_rng(12)
+    truth = np.zeros((20, 20))
+    truth[5:15, 5:15] = 0.5
+    draws = truth + 0.05 * rng.standard_normal((200, 20, 20))
+    draws[:, truth == 0] = 0.0  # air exactly 0 in every draw: tied
+    obj = metrics.calibration(draws, truth, mask=truth > 0)
+    air = metrics.calibration(draws, truth, mask=truth == 0)
+    full = metrics.calibration(draws, truth)
+    assert air["tied"] == 1.0 and obj["tied"] == 0.0
+    assert full["tied"] == pytest.approx(0.75)
+    share = 0.25
+    assert full["crps"] == pytest.approx(share * obj["crps"] + (1 - share) * air["crps"])
+    assert air["crps"] == 0.0 and air["ece"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_coverage_map_known_case():
@@ -193,7 +300,8 @@ def test_coverage_map_known_case():
 
 
 @pytest.mark.parametrize(
-    "func", [metrics.nll, metrics.ece, metrics.coverage_curve, metrics.coverage_map]
+    "func", [metrics.nll, metrics.ece, metrics.coverage_curve, metrics.coverage_map,
+             metrics.crps, metrics.pit_error, metrics.calibration]
 )
 def test_shape_mismatch_and_nan_raise(func):
     draws = np.zeros((3, 4, 4))
@@ -214,6 +322,13 @@ def test_image_metrics_validate():
         metrics.ssim(np.full((8, 8), np.nan), np.zeros((8, 8)))
     with pytest.raises(InputError):
         metrics.coverage(np.zeros((3, 2, 2)), np.zeros((2, 2)), 1.5)
+
+
+def test_weights_validate():
+    with pytest.raises(InputError, match="weights"):
+        metrics.nll(np.zeros((3, 2, 2)), np.zeros((2, 2)), weights=[1.0, 2.0])
+    with pytest.raises(InputError, match="non-negative"):
+        metrics.ece(np.zeros((2, 2, 2)), np.zeros((2, 2)), weights=[1.0, -1.0])
 
 
 def test_score_table_formats_missing_as_dash():

@@ -107,7 +107,7 @@ def test_ragged_ensemble_with_member_labels(tmp_path, rng):
     assert np.isfinite(draws).all()
     np.testing.assert_array_equal(draws, np.concatenate(members))
     result = metrics.score(loaded)
-    assert result["n_draws"] == 9 and np.isfinite(result["nll"])
+    assert result["n_draws"] == 9 and np.isfinite(result["nll_all"])
 
 
 def test_arviz_diagnostics_on_loaded_file(tmp_path, rng):
@@ -201,7 +201,8 @@ def test_score_reconstruction_and_missing_truth(tmp_path, rng):
     result = metrics.score(loaded)
     assert result["psnr"] == pytest.approx(20.0)
     assert result["method"] == "FBP" and result["n_draws"] == 1
-    assert "nll" not in result and "ece" not in result
+    assert "nll_all" not in result and "ece_object" not in result
+    assert result["crps_all"] == pytest.approx(0.1)  # one draw: the absolute error
     table = metrics.score_table([result])
     assert "FBP" in table and "20.000" in table
 
@@ -214,12 +215,39 @@ def test_score_reconstruction_and_missing_truth(tmp_path, rng):
 
 def test_score_pools_chains(rng):
     truth = rng.random((N, N))
+    truth[:, : N // 3] = 0.0  # air: the background set
     images = truth + 0.05 * rng.standard_normal((3, 40, N, N))
     idata = make(rng, images, ground_truth=truth)
     result = metrics.score(idata)
     draws = images.reshape(-1, N, N)
     assert result["n_draws"] == 120
-    assert result["nll"] == pytest.approx(metrics.nll(draws, truth))
-    assert result["ece"] == pytest.approx(metrics.ece(draws, truth))
-    assert result["coverage_90"] == pytest.approx(metrics.coverage(draws, truth, 0.9))
+    assert result["nll_all"] == pytest.approx(metrics.nll(draws, truth))
+    assert result["ece_all"] == pytest.approx(metrics.ece(draws, truth))
+    assert result["coverage_90_all"] == pytest.approx(metrics.coverage(draws, truth, 0.9))
+    assert result["crps_all"] == pytest.approx(metrics.crps(draws, truth))
     assert result["psnr"] == pytest.approx(metrics.psnr(draws.mean(0), truth))
+    obj = truth > 0
+    assert result["ece_object"] == pytest.approx(
+        metrics.ece(draws[:, obj], truth[obj]))
+    assert result["object_share"] == pytest.approx(obj.mean())
+
+
+def test_ensemble_members_weigh_equally_whatever_their_draw_counts(rng):
+    # a MAP member (one draw) beside a 100-draw MCD member: 1/2 each, not 1/101
+    truth = rng.random((N, N))
+    mcd = truth + 0.05 * rng.standard_normal((100, N, N))
+    map_draw = truth[None] + 0.2
+    idata = make(rng, [mcd, map_draw], method="DE-2", chain_labels=["mcd", "map"],
+                 ground_truth=truth)
+    weights = posterior.draw_weights(idata)
+    np.testing.assert_allclose(weights[:100], 0.5 / 100)
+    assert weights[100] == pytest.approx(0.5)
+    mixture_mean = 0.5 * mcd.mean(0) + 0.5 * map_draw[0]
+    result = metrics.score(idata)
+    assert result["psnr"] == pytest.approx(metrics.psnr(mixture_mean, truth))
+    pooled = np.concatenate([mcd, map_draw])
+    assert result["psnr"] != pytest.approx(metrics.psnr(pooled.mean(0), truth))
+    assert result["crps_all"] == pytest.approx(metrics.crps(pooled, truth, weights))
+    # chains of one sampler (no member labels) pool their draws equally
+    plain = make(rng, [mcd[:10], mcd[10:12]], ground_truth=truth)
+    np.testing.assert_allclose(posterior.draw_weights(plain), 1 / 12)

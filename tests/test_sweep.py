@@ -163,8 +163,10 @@ def fake_rows():
                 changes = {"activation": activation, "depth": depth, "dropout": dropout}
                 psnr = 20 + depth - 10 * dropout + (activation == "sine")
                 rows.append({"trial_id": f"{activation}{depth}{dropout}", "status": "ok",
-                             "psnr": psnr, "ssim": 0.5, "nll": -dropout, "ece": 0.1,
-                             "coverage_90": 0.9, "seconds": 1.0, "n_images": 5,
+                             "psnr": psnr, "ssim": 0.5, "crps_object": 0.01,
+                             "nll_object": -dropout, "ece_object": 0.1,
+                             "pit_error_object": 0.05, "coverage_90_object": 0.9,
+                             "ece_all": 0.1, "seconds": 1.0, "n_images": 5,
                              "diverged": 0, "error": "", "changes": changes,
                              "config": dataclasses.asdict(FitConfig(**changes))})
     return rows
@@ -176,7 +178,7 @@ def test_rank_writes_the_top_unique_validation_configs(tmp_path):
     models.mkdir()
     rows = fake_rows()
     best = rows[9] | {"config": rows[9]["config"] | {"seed": 9}, "trial_id": "copy"}
-    tie = rows[9] | {"nll": -9.0, "trial_id": "tie",
+    tie = rows[9] | {"nll_object": -9.0, "trial_id": "tie",
                      "config": rows[9]["config"] | {"omega0": 3.0}}
     failed = rows[0] | {"status": "failed", "psnr": math.nan, "trial_id": "bad"}
     write_table(sweep, [*rows, best, tie, failed])
