@@ -20,7 +20,7 @@ import torch
 
 from bayes_inr.baselines import reconstruct
 from bayes_inr.config import load_config
-from bayes_inr.data import SPLITS, benchmark_sample, load_benchmark
+from bayes_inr.data import benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.fit import build_model, fit
 from bayes_inr.inference.svi import fit_svi
 from bayes_inr.metrics import psnr, score
@@ -46,10 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="data/benchmark_128.nc")
     parser.add_argument("--views", type=int, nargs="+", default=[20, 5])
-    parser.add_argument("--ids", type=int, nargs="+", default=list(SPLITS["val"]))
+    parser.add_argument("--ids", type=int, nargs="+",
+                        help="image ids (default: the dataset's validation split)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     dataset = load_benchmark(args.dataset)
+    args.ids = args.ids or benchmark_ids(dataset, "val")
     print(f"torch threads {torch.get_num_threads()}; float32 matmul peak "
           f"{matmul_peak():.1f} GFLOP/s")
     for views in args.views:
@@ -73,12 +75,13 @@ def main() -> None:
             seconds = time.perf_counter() - start
             sirt = psnr(reconstruct("sirt", sample.sinogram, sample.geometry),
                         sample.ground_truth)
-            rows.append((scores["psnr"], scores["ece"], sirt, seconds))
-            print(f"  phantom {image_id}: MCD {scores['psnr']:.2f} dB (ECE {scores['ece']:.3f}), "
+            rows.append((scores["psnr"], scores["ece_object"], sirt, seconds))
+            print(f"  phantom {image_id}: MCD {scores['psnr']:.2f} dB (object ECE "
+                  f"{scores['ece_object']:.3f}), "
                   f"SIRT {sirt:.2f} dB, fit {seconds:.0f} s", flush=True)
         mcd, ece, sirt, seconds = np.mean(rows, axis=0)
         print(f"{views} views mean: MCD {mcd:.2f} dB, SIRT {sirt:.2f} dB, "
-              f"gain {mcd - sirt:+.2f} dB, ECE {ece:.3f}, median fit "
+              f"gain {mcd - sirt:+.2f} dB, object ECE {ece:.3f}, median fit "
               f"{np.median([r[3] for r in rows]):.0f} s")
 
 

@@ -21,27 +21,31 @@ from pathlib import Path
 import numpy as np
 
 from bayes_inr.config import FitConfig, load_config
-from bayes_inr.data import SPLITS, benchmark_sample, load_benchmark
+from bayes_inr.data import benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.fit import fit
 from bayes_inr.metrics import score
 
-KEYS = ("psnr", "ssim", "nll", "ece", "coverage_90")
+KEYS = ("psnr", "ssim", "crps_object", "nll_object", "ece_object", "coverage_90_object",
+        "ece_all")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="data/benchmark_128.nc")
     parser.add_argument("--views", type=int, default=20)
-    parser.add_argument("--ids", type=int, nargs="+", default=list(SPLITS["val"]))
+    parser.add_argument("--ids", type=int, nargs="+",
+                        help="validation image ids (default: the dataset's whole val split)")
     parser.add_argument("--base", type=Path, help="base TOML config")
     parser.add_argument("--grid", default="{}", help="JSON: field -> list of values")
     parser.add_argument("--out", type=Path, default=Path("analysis/results/tune_svi.csv"))
     args = parser.parse_args()
-    if not set(args.ids) <= set(SPLITS["val"]):
-        parser.error("tune on validation phantoms (ids 0-4) only")
+    dataset = load_benchmark(args.dataset)
+    val = benchmark_ids(dataset, "val")
+    args.ids = args.ids or val
+    if not set(args.ids) <= set(val):
+        parser.error(f"tune on validation images (ids {val}) only")
     base = load_config(args.base) if args.base else FitConfig()
     grid = json.loads(args.grid)
-    dataset = load_benchmark(args.dataset)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     new = not args.out.exists()
     with args.out.open("a", newline="") as handle:

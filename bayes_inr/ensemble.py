@@ -47,6 +47,15 @@ def member_configs(config: FitConfig, members: Sequence[FitConfig] | None = None
     return [member.replace(seed=config.seed + k) for k, member in enumerate(members)]
 
 
+def settings(config: FitConfig, members: Sequence[FitConfig] | None = None) -> dict:
+    """What the ensemble's ``config_hash`` covers: its settings and every member's
+    (:mod:`bayes_inr.provenance`)."""
+    configs = member_configs(config, members)
+    return dataclasses.asdict(config) | {
+        "members": len(configs),
+        "member_configs": [dataclasses.asdict(member) for member in configs]}
+
+
 def fit_ensemble(sample: Sample, config: FitConfig, members: Sequence[FitConfig] | None = None,
                  progress: bool = True) -> az.InferenceData:
     """Fit the members of the ensemble ``config`` (see :func:`member_configs`) to ``sample``.
@@ -74,9 +83,7 @@ def fit_ensemble(sample: Sample, config: FitConfig, members: Sequence[FitConfig]
         angles=sample.geometry.angles, method=f"DE-{len(configs)}", config=record,
         ground_truth=sample.ground_truth, seed=config.seed,
         wall_time=time.perf_counter() - start, device=config.device, chain_labels=labels,
-        settings=dataclasses.asdict(config) | {
-            "members": len(configs),
-            "member_configs": [dataclasses.asdict(member) for member in configs]})
+        settings=settings(config, members))
     member_json = np.array([json.dumps(c, sort_keys=True) for c in stored], dtype=object)
     idata.posterior_predictive = idata.posterior_predictive.assign_coords(
         member_config=("chain", member_json))

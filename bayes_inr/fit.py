@@ -103,7 +103,9 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
     record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
                                            "prior_used": model.prior.describe(),
                                            "threads_used": torch.get_num_threads()}
-    settings = dataclasses.asdict(config) | {"prior_used": record["prior_used"]}
+    # what config_hash covers: the settings, and a Python prior's description
+    settings = dataclasses.asdict(config) | (
+        {} if prior is None else {"prior_used": record["prior_used"]})
     if config.inference in MCMC:
         return _fit_mcmc(sample, config, model, record, settings, start, progress, out, resume)
     if resume is not None:
