@@ -100,6 +100,15 @@ def test_mcd_draws_are_reproducible(sample32):
     np.testing.assert_array_equal(images, again)
 
 
+@pytest.mark.parametrize("scope", ["image", "pixel"])
+def test_mcd_infers_sigma(sample32, scope):
+    # the dropout guide's scalar sigma once broke Tensor.expand (no sizes) in every step
+    config = FitConfig(inference="mcd", infer_sigma=True, dropout_scope=scope, depth=1, width=8,
+                       steps=10, lr=1e-2, draws=3)
+    idata = fit(sample32, config, progress=False)
+    assert np.isfinite(posterior.image_draws(idata)).all()
+
+
 def test_bbb_with_vanishing_kl_behaves_like_map(sample32):
     config = FitConfig(**FAST)
     map_image = posterior.image_draws(fit(sample32, config.replace(inference="map"), False))[0]

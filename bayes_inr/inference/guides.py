@@ -51,7 +51,8 @@ class DropoutGuide:
     def _draw(self, lead: tuple[int, ...], sample, sites: dict) -> dict[str, torch.Tensor]:
         """Means with leading dimensions ``lead``, with dropout by ``sample(name, dist)``
         masks, except the masks in ``sites``: those are drawn but left to the model."""
-        out = {name: mean.expand(*lead, *mean.shape) for name, mean in self.means().items()}
+        out = {name: mean.expand(torch.Size(lead) + mean.shape)  # a scalar sigma too
+               for name, mean in self.means().items()}
         for name, d in self.model.unit_masks().items():
             mask = sample(name, d)
             if name not in sites:
