@@ -67,10 +67,10 @@ run() {
 print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(),
       'pyro', pyro.__version__, 'astra', astra.__version__, 'arviz', arviz.__version__)"
     set +e
-    timeout 200 python3 -m pytest -q -p no:cacheprovider -rs --durations=8 tests/test_gpu.py \
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -rs --durations=8 tests/test_gpu.py \
         2>&1 | tee "$out/pytest_gpu.txt"
     tests=${PIPESTATUS[0]}
-    timeout 300 python3 analysis/gpu_check.py --out "$out" 2>&1 | tee "$out/gpu_check.log"
+    timeout 240 python3 analysis/gpu_check.py --out "$out" 2>&1 | tee "$out/gpu_check.log"
     check=${PIPESTATUS[0]}
     echo "pytest exit $tests, gpu_check exit $check"
     [ "$tests" = 0 ] && [ "$check" = 0 ]
