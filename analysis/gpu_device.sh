@@ -62,11 +62,11 @@ run() {
         --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
     export LD_LIBRARY_PATH="$PWD/.gpu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    set +e  # from here on, every step runs and reports
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     python3 -c "import torch, pyro, astra, arviz, scoringrules, h5netcdf, bayes_inr.fit
 print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(),
       'pyro', pyro.__version__, 'astra', astra.__version__, 'arviz', arviz.__version__)"
-    set +e
     timeout 150 python3 -m pytest -q -p no:cacheprovider -rs --durations=8 tests/test_gpu.py \
         2>&1 | tee "$out/pytest_gpu.txt"
     tests=${PIPESTATUS[0]}
