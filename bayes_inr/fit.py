@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
@@ -39,6 +40,7 @@ from .inference.svi import DivergenceError, draw_images, fit_svi
 from .inr import INR
 from .metrics import calibration_table, score, score_table
 from .model import CTModel
+from .outputs import check_output, output_lock
 from .radon import RadonOperator
 
 DEFAULT_SIGMA = 0.01
@@ -268,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML model configuration, e.g. models/mcd_20.toml")
     p.add_argument("--out", type=Path,
                    help="output InferenceData file (default run.nc; with --resume that file)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (refused otherwise)")
     p.add_argument("--resume", type=Path,
                    help="continue an interrupted hmc/nuts run file (its data and configuration; "
                         "only --threads and --checkpoint-every may change)")
@@ -299,8 +303,12 @@ def main(argv=None) -> int:
                  if getattr(args, f.name) is not None}
     out = args.out or args.resume or Path("run.nc")
     mcmc, members = False, None
+    held = contextlib.ExitStack()  # the output's lock, released however the run ends
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill saves the draws so far
     try:
+        resuming_in_place = args.resume is not None and out.resolve() == args.resume.resolve()
+        check_output(out, overwrite=args.overwrite, exists_ok=resuming_in_place, what="--out")
+        held.enter_context(output_lock(out))
         if args.resume:
             inputs = [f"--{name}" for name in ("config", "dataset", "image", "sinogram", "views",
                                                "size", "noise_snr") if getattr(args, name)]
@@ -341,6 +349,7 @@ def main(argv=None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        held.close()
     attrs = idata.posterior_predictive.attrs
     print(f"wrote {out} ({attrs['method']}, {len(posterior.image_draws(idata))} draws, "
           f"{attrs['wall_time']:.1f} s)")

@@ -80,8 +80,12 @@ def test_cli_ensembles(tmp_path, capsys):
         configs.append(tmp_path / f"m{k}.toml")
         configs[-1].write_text(f'inference = "{inference}"\n' + "".join(
             f"{k} = {json.dumps(v)}\n" for k, v in TINY.items()))
+    capsys.readouterr()
     assert main([*data, "--member-configs", *map(str, configs), "--threads", "1",
-                 "--out", str(out)]) == 0
+                 "--out", str(out)]) == 2  # exists: refused before any work
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*data, "--member-configs", *map(str, configs), "--threads", "1",
+                 "--out", str(out), "--overwrite"]) == 0
     idata = posterior.load(out)
     assert idata.posterior_predictive["n_draws"].values.tolist() == [4, 1]
     assert posterior.config(idata)["inference"] == "ensemble"
@@ -93,6 +97,6 @@ def test_cli_ensembles(tmp_path, capsys):
                 ["--member-configs", str(hmc)],
                 ["--inference", "ensemble", "--member-inference", "hmc"]):
         capsys.readouterr()
-        assert main([*data, *bad, "--out", str(out)]) == 2, bad
+        assert main([*data, *bad, "--out", str(out), "--overwrite"]) == 2, bad
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err, (bad, err)

@@ -222,7 +222,7 @@ def test_cli_nuts_and_bad_input(tmp_path, capsys):
              ["--init", str(tmp_path / "missing.nc")], ["--init", str(mcd)]]
     for extra in cases:
         capsys.readouterr()
-        assert main(args + extra) == 2, extra
+        assert main(args + extra + ["--overwrite"]) == 2, extra
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err, (extra, err)
     for resume in (["--resume", str(tmp_path / "none.nc")], ["--resume", str(mcd)],
