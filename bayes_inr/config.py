@@ -132,8 +132,24 @@ def load_config(path, **overrides) -> FitConfig:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"config file {path} is not valid TOML: {err}") from None
-    known = {f.name for f in fields(FitConfig)}
-    unknown = sorted(set(values) - known)
+    known = {f.name: f.type for f in fields(FitConfig)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(f"config file {path} has unknown keys: {', '.join(unknown)}")
+    for name, value in values.items():
+        values[name] = _typed(path, name, value, known[name])
     return FitConfig(**{**values, **overrides})
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _typed(path: Path, name: str, value, kind: str):
+    """``value`` as the field's type (an integer is a valid float), or one clear error."""
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "str": isinstance(value, str), "bool": isinstance(value, bool)}[kind]
+    if not ok:
+        raise InputError(f"config file {path}: {name} must be {_TYPE_NAMES[kind]}, got "
+                         f"{value!r}")
+    return float(value) if kind == "float" else value

@@ -215,6 +215,8 @@ def sample_from_args(args, seed: int = 0) -> Sample:
     views = args.views
     if views is not None and views <= 0:
         raise InputError(f"--views must be positive, got {views}")
+    if args.size is not None and args.size <= 0:
+        raise InputError(f"--size must be positive, got {args.size}")
     noise = {"snr_db": args.noise_snr}
     if args.dataset:
         if args.image_id is None:

@@ -71,3 +71,29 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys
             [sys.executable, "-c", "from bayes_inr.outputs import output_lock\n"
              f"with output_lock({str(out)!r}): pass"], capture_output=True, text=True)
     assert other.returncode != 0 and "another run" in other.stderr
+
+
+@pytest.mark.parametrize("line", ['width = "wide"', "steps = 10.5", "infer_sigma = 1",
+                                  "lr = true", "prior = 3"])
+def test_a_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys, line):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'inference = "map"\n{line}\n')
+    assert main(["--config", str(config), "--out", str(tmp_path / "run.nc")]) == 2
+    name = line.split()[0]
+    assert f"{name} must be" in one_line_error(capsys)
+    assert not (tmp_path / "run.nc").exists()
+
+
+def test_an_integer_is_a_valid_float_in_a_config(tmp_path):
+    from bayes_inr.config import load_config
+
+    config = tmp_path / "ok.toml"
+    config.write_text("lr = 1\nomega0 = 3\n")
+    loaded = load_config(config)
+    assert loaded.lr == 1.0 and isinstance(loaded.lr, float) and loaded.omega0 == 3.0
+
+
+@pytest.mark.parametrize("size", ["0", "-4"])
+def test_size_must_be_positive(tmp_path, capsys, size):
+    assert main(["--size", size, "--out", str(tmp_path / "run.nc")]) == 2
+    assert "--size must be positive" in one_line_error(capsys)
