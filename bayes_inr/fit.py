@@ -34,7 +34,7 @@ from .ensemble import fit_ensemble, member_scores
 from .errors import InputError
 from .geometry import Geometry
 from .gop import gop_model
-from .images import load_image
+from .images import load_image, npy_error
 from .inference import hmc
 from .inference.svi import DivergenceError, draw_images, fit_svi
 from .inr import INR
@@ -241,8 +241,8 @@ def sinogram_sample(path, size: int | None) -> Sample:
         raise InputError("--sinogram needs --size (the image side N)")
     try:
         sinogram = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise InputError(f"cannot read sinogram file {path}: {err}") from None
+    except (ValueError, OSError) as err:
+        raise InputError(f"cannot read sinogram file {path}: {npy_error(err)}") from None
     if sinogram.ndim != 2:
         raise InputError(f"sinogram must be 2-D (views, detectors), got shape {sinogram.shape}")
     geometry = Geometry(size, sinogram.shape[0])

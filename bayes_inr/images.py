@@ -214,7 +214,8 @@ def _check_unit_range(path: Path, native: np.ndarray) -> None:
     if lo < -_FLOAT_TOLERANCE or hi > 1.0 + _FLOAT_TOLERANCE:
         raise InputError(
             f"floating-point image in {str(path)!r} has values in [{lo:g}, {hi:g}], "
-            "not [0, 1]; pass window=(lo, hi) to map it"
+            "not [0, 1]: rescale it to [0, 1] first (in Python, "
+            "bayes_inr.images.load_image(path, window=(lo, hi)) maps [lo, hi] to [0, 1])"
         )
 
 
@@ -271,11 +272,18 @@ def _default_window(path: Path, dtype: np.dtype) -> tuple[float, float] | None:
     raise InputError(f"image in {str(path)!r} has unsupported dtype {dtype}")
 
 
+def npy_error(exc: Exception) -> str:
+    """numpy's reason for refusing a file, without its advice to unpickle (unsafe)."""
+    if "pickle" in str(exc):
+        return "it is not a numpy array file (.npy format), or it holds Python objects"
+    return str(exc)
+
+
 def _read_npy(path: Path) -> tuple[np.ndarray, tuple[float, float] | None]:
     try:
         array = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises many types here
-        raise InputError(f"could not read .npy file {str(path)!r}: {exc}") from None
+        raise InputError(f"could not read .npy file {str(path)!r}: {npy_error(exc)}") from None
     if not isinstance(array, np.ndarray):
         raise InputError(f"{str(path)!r} does not hold a single array")
     default = _default_window(path, array.dtype)

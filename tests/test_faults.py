@@ -97,3 +97,17 @@ def test_an_integer_is_a_valid_float_in_a_config(tmp_path):
 def test_size_must_be_positive(tmp_path, capsys, size):
     assert main(["--size", size, "--out", str(tmp_path / "run.nc")]) == 2
     assert "--size must be positive" in one_line_error(capsys)
+
+
+def test_npy_messages_never_suggest_unsafe_or_missing_options(tmp_path, capsys):
+    import numpy as np
+
+    text = tmp_path / "notes.npy"
+    text.write_text("these are notes, not an array\n")
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.linspace(-1.0, 3.0, 64).reshape(8, 8))
+    for args in (["--image", str(text)], ["--sinogram", str(text), "--size", "8"],
+                 ["--image", str(wide)]):
+        assert main([*args, "--out", str(tmp_path / "run.nc")]) == 2
+        err = one_line_error(capsys)
+        assert "allow_pickle" not in err and "pass window" not in err, err
