@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -329,9 +330,14 @@ def main() -> None:
     parser.add_argument("--members", type=int,
                         help="ensemble size fitted, DE-N reported for N <= this "
                              "(default: the profile's)")
+    parser.add_argument("--threads", type=int, help="torch threads per fit (ensemble members: "
+                        "per worker); default torch's. Not part of the runs' config hashes")
     parser.add_argument("--out", type=Path, default=Path("analysis/results/table1_cpu"))
     args = parser.parse_args()
     profile = PROFILES[args.profile]
+    if args.threads:
+        profile = dataclasses.replace(profile, overrides=profile.overrides
+                                      | {"threads": args.threads})
     splits = args.splits or profile.splits
     n_members = args.members or profile.members
     chosen = [d for d in profile.datasets if not args.datasets or d.name in args.datasets]
