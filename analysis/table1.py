@@ -16,9 +16,11 @@ the profile says so, HMC (test split). Configurations come from ``models/`` (the
 validated view count nearest to V) and were chosen on the validation split only; the
 test split is scored once, here.
 
-Every run is saved under ``OUT/runs/`` with its provenance (:mod:`bayes_inr.provenance`)
-and reused on a rerun only if its configuration hash and data hash equal the ones the
-run would have now; otherwise it is rerun. An interrupted table resumes.
+Every run is saved under ``OUT/runs/`` with its provenance (:mod:`bayes_inr.provenance`),
+and every row of ``OUT/table1.csv`` carries the hashes of its run. On a rerun a row is
+kept, or a run file read back, only if its configuration hash and data hash equal the ones
+the run would have now; otherwise the run is made again. An interrupted table resumes, also
+from the committed CSV alone (the run files are not committed).
 
 Writes, after every image, ``OUT/table1.csv`` (one row per dataset, split, views,
 method and image, every score and the run's commit) and ``OUT/table1.md`` (means over
@@ -165,14 +167,30 @@ def _row(idata, method: str) -> dict:
     attrs = idata.posterior_predictive.attrs
     return scores | {"method": method, "git_commit": str(attrs.get("git_commit", ""))[:10],
                      "git_dirty": attrs.get("git_dirty", ""),
+                     "config_hash": attrs.get("config_hash", ""),
+                     "data_hash": attrs.get("data_hash", ""),
                      "seconds": float(attrs.get("wall_time", np.nan))}
 
 
-def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profile: Profile,
-              runs: Path, members: list[FitConfig], split: str = "test") -> list[dict]:
-    """Score rows of every method on one image (runs cached under ``runs``)."""
-    rows = []
-    tag = f"{dataset.key}_{views}v_{image_id}"
+@dataclass(frozen=True)
+class Job:
+    """One run of an image and the table rows read off it."""
+
+    stem: str
+    settings: object
+    make: Callable
+    rows: tuple[tuple[str, Callable], ...]
+    """(method label, run -> the part of the run the row scores)."""
+
+
+def _whole(idata):
+    return idata
+
+
+def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
+         members: list[FitConfig], split: str) -> list[Job]:
+    """The runs of every method on one image, in table order."""
+    out = []
     for method in BASELINES:
         settings = baseline_settings(method, dataset.path, views)
 
@@ -184,29 +202,70 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
                 method=m.upper(), ground_truth=sample.ground_truth,
                 config={"method": m, **s}, wall_time=time.perf_counter() - start)
 
-        idata, _ = cached(runs / f"{method}_{tag}.nc", make, {"method": method, **settings},
-                          sample)
-        rows.append(_row(idata, method.upper()))
+        out.append(Job(method, {"method": method, **settings}, make,
+                       ((method.upper(), _whole),)))
     bbb = model_config("bbb", views, profile.overrides)
-    idata, _ = cached(runs / f"bbb_{tag}.nc", lambda: fit(sample, bbb, False), bbb, sample)
-    rows.append(_row(idata, "BBB"))
+    out.append(Job("bbb", bbb, lambda: fit(sample, bbb, False), (("BBB", _whole),)))
     image_mcd = model_config("mcd", views, profile.overrides).replace(dropout_scope="image")
-    idata, _ = cached(runs / f"mcd_image_{tag}.nc", lambda: fit(sample, image_mcd, False),
-                      image_mcd, sample)
-    rows.append(_row(idata, "MCD, one mask per draw"))
+    out.append(Job("mcd_image", image_mcd, lambda: fit(sample, image_mcd, False),
+                   (("MCD, one mask per draw", _whole),)))
     base = members[0].replace(inference="ensemble", workers=profile.workers)
-    ensemble, _ = cached(runs / f"de{len(members)}_{tag}.nc",
-                         lambda: fit_ensemble(sample, base, members, progress=False),
-                         ensemble_settings(base, members), sample)
-    rows.append(_row(ensemble.isel(chain=[0]), f"MCD, {members[0].dropout_scope} masks"))
-    for n in (n for n in ENSEMBLES if n <= len(members)):
-        rows.append(_row(ensemble.isel(chain=slice(0, n)), f"DE-{n}"))
+    subsets = [(f"MCD, {members[0].dropout_scope} masks", lambda e: e.isel(chain=[0]))]
+    subsets += [(f"DE-{n}", lambda e, n=n: e.isel(chain=slice(0, n)))
+                for n in ENSEMBLES if n <= len(members)]
+    out.append(Job(f"de{len(members)}", ensemble_settings(base, members),
+                   lambda: fit_ensemble(sample, base, members, progress=False),
+                   tuple(subsets)))
     if dataset.hmc and split == "test":
         hmc = model_config("hmc", views, {**profile.overrides, **profile.hmc_overrides})
-        idata, _ = cached(runs / f"hmc_{tag}.nc", lambda: fit(sample, hmc, False), hmc, sample)
-        rows.append(_row(idata, "HMC"))
+        out.append(Job("hmc", hmc, lambda: fit(sample, hmc, False), (("HMC", _whole),)))
+    return out
+
+
+def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profile: Profile,
+              runs: Path, members: list[FitConfig], split: str = "test",
+              done: dict | None = None) -> list[dict]:
+    """Score rows of every method on one image.
+
+    A row of ``done`` (rows of an earlier table, keyed by dataset, split, views, image id
+    and method) is kept when its hashes are the ones the run would have now; otherwise
+    the run is read from ``runs`` (when its hashes match there) or made.
+    """
+    done = done or {}
+    key = (dataset.name, split, views, image_id)
+    want = {"data_hash": sample_hash(sample)}
+    rows = []
+    for job in jobs(sample, dataset, views, profile, members, split):
+        want["config_hash"] = config_hash(job.settings)
+        earlier = [done.get((*key, label)) for label, _ in job.rows]
+        if all(row is not None and all(row.get(k) == v for k, v in want.items())
+               for row in earlier):
+            rows += [dict(row) for row in earlier]
+            continue
+        idata, _ = cached(runs / f"{job.stem}_{dataset.key}_{views}v_{image_id}.nc",
+                          job.make, job.settings, sample)
+        rows += [_row(select(idata), label) for label, select in job.rows]
     for row in rows:
         row |= {"dataset": dataset.name, "split": split, "views": views, "image_id": image_id}
+    return rows
+
+
+def read_rows(out: Path) -> dict:
+    """The rows of an earlier ``OUT/table1.csv`` keyed by (dataset, split, views, image id,
+    method), numbers parsed; {} when there is none."""
+    path = out / "table1.csv"
+    if not path.is_file():
+        return {}
+    text = {"dataset", "split", "method", "git_commit", "config_hash", "data_hash"}
+    rows = {}
+    with path.open(newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row = {k: v if k in text else (float(v) if v not in ("", None) else np.nan)
+                   for k, v in raw.items()}
+            row["views"], row["image_id"] = int(row["views"]), int(row["image_id"])
+            row["n_draws"] = int(row["n_draws"])
+            rows[(row["dataset"], row["split"], row["views"], row["image_id"],
+                  row["method"])] = row
     return rows
 
 
@@ -307,7 +366,8 @@ def markdown(rows: list[dict], title: str, wall: float | None = None) -> str:
 
 CSV_KEYS = ["dataset", "split", "views", "image_id", "method", *(k for k, _, _ in COLUMNS),
             "below_90_object", "above_90_object", "coverage_50_object", "tied_all",
-            "object_share", "n_draws", "seconds", "git_commit", "git_dirty"]
+            "object_share", "n_draws", "seconds", "git_commit", "git_dirty", "config_hash",
+            "data_hash"]
 
 
 def write_tables(rows: list[dict], out: Path, title: str, wall: float | None = None) -> None:
@@ -350,6 +410,7 @@ def main() -> None:
         loaded[dataset.name] = data
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
+    done = read_rows(args.out)
     rows: list[dict] = []
     start = time.perf_counter()
     title = f"Table 1, profile {args.profile} ({n_members} ensemble members)"
@@ -364,7 +425,7 @@ def main() -> None:
             for image_id in benchmark_ids(data, split):
                 sample = benchmark_sample(data, image_id, views)
                 rows += run_image(sample, dataset, views, image_id, profile, runs, members,
-                                  split)
+                                  split, done)
                 seconds = time.perf_counter() - start
                 print(f"{dataset.name} {split} {views} views image {image_id} done "
                       f"({seconds:.0f} s)", flush=True)

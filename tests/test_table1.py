@@ -42,6 +42,21 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
     now = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")}
     rerun = sorted(name for name in files if now[name] != files[name])
     assert rerun == sorted(f"{kind}_phantom_20v_5.nc" for kind in FITTED)
+    # the committed CSV alone (no run files) is enough to resume: rows are kept when their
+    # hashes match, and a changed configuration is rerun
+    rows = table1.run_image(sample, dataset, 20, 5, changed, tmp_path,
+                            table1.member_configs(20, 2, TINY | {"steps": 6}))
+    table1.write_tables(rows, tmp_path, "tiny")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    done = table1.read_rows(tmp_path)
+    kept = table1.run_image(sample, dataset, 20, 5, changed, runs,
+                            table1.member_configs(20, 2, TINY | {"steps": 6}), done=done)
+    assert not list(runs.glob("*.nc"))
+    assert [r["psnr"] for r in kept] == pytest.approx([r["psnr"] for r in rows])
+    table1.run_image(sample, dataset, 20, 5, profile, runs, members, done=done)
+    assert sorted(p.name for p in runs.glob("*.nc")) == sorted(
+        f"{kind}_phantom_20v_5.nc" for kind in FITTED)
     # so do other data: a noisy sinogram of the same phantom reruns everything
     noisy = phantom_sample(5, 20, 16, snr_db=30)
     table1.run_image(noisy, dataset, 20, 5, changed, tmp_path,
