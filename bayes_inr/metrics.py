@@ -346,7 +346,12 @@ def paper_delta_ece(draws, truth, deltas: Sequence[float] | np.ndarray = PAPER_D
                     return_delta: bool = False) -> float | tuple[float, float]:
     """The authors' ECE: the minimum over ``deltas`` of the ECE of intervals widened by
     ``delta`` on each side, with the paper's interval rule (interpolated empirical
-    quantiles 0.5 -/+ q/2, bounds inclusive, ties covered).
+    quantiles 0.5 -/+ q/2, bounds inclusive).
+
+    The authors' sigmoid outputs never equal the truth; where ours do (air at exactly 0
+    under a clipped head), the interval rule would count the pixel covered even at q = 0.
+    Such tied pixels count instead with the share of their PIT range [F(x-), F(x)] inside
+    [0.5 - q/2, 0.5 + q/2] (the randomised PIT), which no widening changes.
 
     WARNING: this TUNES THE INTERVALS ON THE GROUND TRUTH. The widening ``delta`` is
     picked to minimise the calibration error against the very truth the score is
@@ -364,13 +369,20 @@ def paper_delta_ece(draws, truth, deltas: Sequence[float] | np.ndarray = PAPER_D
     if (deltas < 0).any():
         raise InputError("deltas must be non-negative")
     flat = draws.reshape(draws.shape[0], -1)
-    t = truth.reshape(1, -1)
-    bounds = _quantiles(flat, np.concatenate([0.5 - levels / 2.0, 0.5 + levels / 2.0]), w)
+    t = truth.reshape(-1)
+    below, upto = w @ (flat < t), w @ (flat <= t)
+    tied = upto > below
+    lo_q, hi_q = 0.5 - levels[:, None] / 2.0, 0.5 + levels[:, None] / 2.0
+    overlap = np.clip(np.minimum(hi_q, upto[tied]) - np.maximum(lo_q, below[tied]), 0.0, None)
+    tied_covered = (overlap / (upto[tied] - below[tied])).sum(axis=1)  # (L,)
+    untied, tu = flat[:, ~tied], t[~tied][None]
+    bounds = _quantiles(untied, np.concatenate([0.5 - levels / 2.0, 0.5 + levels / 2.0]), w)
     lo, hi = bounds[: levels.size], bounds[levels.size:]
-    excess = np.sort(np.maximum(np.maximum(lo - t, t - hi), 0.0), axis=1)  # (L, P)
-    # coverage(level, delta) = share of pixels whose excess is <= delta
+    excess = np.sort(np.maximum(np.maximum(lo - tu, tu - hi), 0.0), axis=1)  # (L, P_untied)
+    # coverage(level, delta) = (untied excesses <= delta + tied shares) / pixels
     counts = np.stack([np.searchsorted(row, deltas, side="right") for row in excess])
-    errors = np.mean(np.abs(counts / t.size - levels[:, None]), axis=0)  # (K,)
+    curves = (counts + tied_covered[:, None]) / t.size  # (L, K)
+    errors = np.mean(np.abs(curves - levels[:, None]), axis=0)  # (K,)
     best = int(np.argmin(errors))
     if return_delta:
         return float(errors[best]), float(deltas[best])

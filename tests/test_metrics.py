@@ -220,6 +220,10 @@ def test_paper_delta_ece_is_optimistic_and_uses_the_interval_rule(narrow):
     interval = ((t >= q[:20]) & (t <= q[20:])).mean(axis=(1, 2))
     assert metrics.paper_delta_ece(d, t, deltas=[0.0]) == pytest.approx(
         np.mean(np.abs(interval - lv)))
+    # tied pixels (the truth equals draws) count with their PIT share, not as covered at
+    # every level: an atom at the truth is calibrated, not over-covered
+    atom = np.zeros((40, 4, 4))
+    assert metrics.paper_delta_ece(atom, np.zeros((4, 4)), deltas=[0.0]) == pytest.approx(0.0)
 
 
 # ----------------------------------------------------------------------------- CRPS
