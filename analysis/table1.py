@@ -172,6 +172,10 @@ def _row(idata, method: str) -> dict:
                      "seconds": float(attrs.get("wall_time", np.nan))}
 
 
+MCD_LABELS = {"pixel": "MCD, per-pixel masks", "image": "MCD, one mask per draw"}
+"""Table-1 rows of the two MCD mask scopes."""
+
+
 @dataclass(frozen=True)
 class Job:
     """One run of an image and the table rows read off it."""
@@ -208,9 +212,9 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     out.append(Job("bbb", bbb, lambda: fit(sample, bbb, False), (("BBB", _whole),)))
     image_mcd = model_config("mcd", views, profile.overrides).replace(dropout_scope="image")
     out.append(Job("mcd_image", image_mcd, lambda: fit(sample, image_mcd, False),
-                   (("MCD, one mask per draw", _whole),)))
+                   ((MCD_LABELS["image"], _whole),)))
     base = members[0].replace(inference="ensemble", workers=profile.workers)
-    subsets = [(f"MCD, {members[0].dropout_scope} masks", lambda e: e.isel(chain=[0]))]
+    subsets = [(MCD_LABELS[members[0].dropout_scope], lambda e: e.isel(chain=[0]))]
     subsets += [(f"DE-{n}", lambda e, n=n: e.isel(chain=slice(0, n)))
                 for n in ENSEMBLES if n <= len(members)]
     out.append(Job(f"de{len(members)}", ensemble_settings(base, members),
@@ -279,7 +283,7 @@ def paper_numbers() -> dict:
     return {(int(r["views"]), r["method"].rstrip("*")): r for r in csv.DictReader(lines)}
 
 
-PAPER_METHOD = {"MCD, pixel masks": "MCD"}
+PAPER_METHOD = {"MCD, per-pixel masks": "MCD"}
 """Our row whose method the paper's row is (the authors' MCD used per-pixel masks)."""
 
 COLUMNS = (  # (key, header, digits)
@@ -308,7 +312,7 @@ Notes.
   minimises the ECE *against the ground truth being scored*, with the paper's interval rule
   (interpolated quantiles). It is not a calibration score; it is here only as the
   like-for-like neighbour of the paper's ECE column.
-- MCD, pixel masks: the authors' `F.dropout` on a batch of coordinates (noise injection
+- MCD, per-pixel masks: the authors' `F.dropout` on a batch of coordinates (noise injection
   around one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask
   per draw: the Gal and Ghahramani posterior (one function per draw), the same
   configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members.

@@ -22,12 +22,12 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
     rows = table1.run_image(sample, dataset, 20, 5, profile, tmp_path, members)
     methods = [r["method"] for r in rows]
     assert methods == ["FBP", "CGLS", "EM", "SART", "SIRT", "TV", "BBB",
-                       "MCD, one mask per draw", "MCD, pixel masks", "DE-2"]
+                       "MCD, one mask per draw", "MCD, per-pixel masks", "DE-2"]
     files = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")}
     assert len(files) == 9  # six baselines, BBB, MCD (one mask per draw), DE-2
     # the per-pixel MCD row is member 1 of the DE-2 fit
     de2 = posterior.load(tmp_path / "de2_phantom_20v_5.nc")
-    member = next(r for r in rows if r["method"] == "MCD, pixel masks")
+    member = next(r for r in rows if r["method"] == "MCD, per-pixel masks")
     assert member["n_draws"] == posterior.image_draws(de2.isel(chain=[0])).shape[0]
     assert all(r["git_commit"] for r in rows)
     assert "crps_object" in rows[0] and "paper_delta_ece" in rows[-1]
@@ -68,13 +68,13 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
 def test_table1_markdown_sets_the_paper_alongside_with_footnotes(tmp_path):
     rows = [{"dataset": "phantoms", "split": "test", "views": 20, "image_id": i,
              "method": method, "psnr": 30.0 + i, "ece_object": 0.1, "git_commit": "abc",
-             "git_dirty": 0} for i in (5, 6) for method in ("SIRT", "MCD, pixel masks")]
+             "git_dirty": 0} for i in (5, 6) for method in ("SIRT", "MCD, per-pixel masks")]
     rows.append(rows[0] | {"dataset": "real CT", "image_id": 2})
     table1.write_tables(rows, tmp_path, "tiny", wall=120.0)
     text = (tmp_path / "table1.md").read_text()
     sirt = next(line for line in text.splitlines() if line.startswith("| 20 | SIRT |"))
     assert "35.50" in sirt and "30.44" in sirt  # our mean, the paper's test PSNR of SIRT
-    mcd = next(line for line in text.splitlines() if "MCD, pixel masks" in line)
+    mcd = next(line for line in text.splitlines() if "MCD, per-pixel masks" in line)
     assert "33.08" in mcd  # the paper's MCD row beside the per-pixel one
     assert "## real CT, test split" in text and "HMC*" in text and "2.0 min" in text
     assert (tmp_path / "table1.csv").read_text().count("\n") == len(rows) + 1
