@@ -487,7 +487,7 @@ def tv_reconstruct(sinograms, geometry: Geometry, weights, iterations: int,
     ``threads``: torch CPU threads for the solve, restored afterwards (``None``: as set). The
     default is 1: a step is a few small operations, so a second thread gains little, and on a
     busy machine threads that wait on each other at every sparse product made a 128 x 128
-    solve 3 to 15 times slower than one thread (measured on the 2-core development machine).
+    solve 2.5 to 40 times slower than one thread (measured on the 2-core development machine).
     """
     with _torch_threads(threads):
         op, norm_squared = _tv_operator(geometry, projector)
