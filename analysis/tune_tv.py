@@ -2,7 +2,8 @@
 
     python analysis/tune_tv.py [--dataset data/benchmark_128.nc] [--views 5,20]
         [--weights 1e-5:3e-2:4] [--counts 250,500,1000,2000,4000,8000]
-        [--out analysis/results/tv_tuning.csv] [--write-settings models/tv.toml] [--from-csv]
+        [--out analysis/results/tv_tuning.csv] [--from-csv]
+        [--write-settings models/baselines/tv.toml]
 
 For each view count, every validation image is reconstructed by
 :func:`bayes_inr.baselines.tv_reconstruct` at every weight (log-spaced, ``LOW:HIGH:PER_DECADE``
@@ -152,7 +153,7 @@ def write_settings(path: Path, dataset: str, chosen: dict[int, dict], ids: Seque
             f"({choice['final_psnr']:.2f} dB at the largest count)"]
     lines = header or [
         "# TV baseline settings per dataset and view count, chosen on the validation split by",
-        "# `python analysis/tune_tv.py --write-settings models/tv.toml` (sweep in",
+        "# `python analysis/tune_tv.py --write-settings models/baselines/tv.toml` (sweep in",
         "# analysis/results/tv_tuning.csv); read by bayes_inr.baselines.tv_settings.",
     ]
     for name in sorted(table):
@@ -218,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--from-csv", action="store_true",
                         help="no sweep: choose from the rows of this dataset already in --out")
     parser.add_argument("--write-settings", default=None, metavar="TOML",
-                        help="merge the choices into this settings file (e.g. models/tv.toml)")
+                        help="merge the choices into this settings file "
+                             "(e.g. models/baselines/tv.toml)")
     args = parser.parse_args(argv)
     try:
         views = _ints(args.views, "--views")

@@ -16,7 +16,7 @@ with ``A`` the package's operator (line integrals in image units) and ``grad`` f
 differences with Neumann boundary (the difference across the last row or column is 0),
 solved by the primal-dual method of Chambolle and Pock (:func:`tv_solve`, written here
 on torch CSR products). Its weight ``w`` and iteration count are chosen on validation
-data per dataset and view count and stored in ``models/tv.toml`` (see
+data per dataset and view count and stored in ``models/baselines/tv.toml`` (see
 :func:`tv_settings`; ``python analysis/tune_tv.py`` writes the sweep).
 
 Command line::
@@ -54,8 +54,9 @@ ITERATIVE = ("cgls", "em", "sart", "sirt", "tv")
 # with the best mean PSNR over both view counts (per view count: cgls 50 / 20,
 # em 50 / 50, sart 100 / 10, sirt 1000 / 500). Sweep results are in
 # analysis/results/baseline_iterations.csv; rerun the script if the benchmark changes.
-# TV: the benchmark_128 20-view entry of models/tv.toml (chosen by analysis/tune_tv.py), used
-# when no dataset is named; tv_settings() gives the entry of a dataset and view count.
+# TV: the benchmark_128 20-view entry of models/baselines/tv.toml (chosen by
+# analysis/tune_tv.py), used when no dataset is named; tv_settings() gives the entry of a
+# dataset and view count.
 DEFAULT_ITERATIONS: dict[str, int] = {"cgls": 20, "em": 50, "sart": 20, "sirt": 500,
                                       "tv": 500}
 DEFAULT_TV_WEIGHT = 1.75e-4
@@ -210,7 +211,7 @@ as slow as ratio 1, so neither is used; the residual-balancing rule of Goldstein
 """
 
 _TV_SAFETY = 0.98  # tau sigma ||K||^2 = 0.98 < 1 (the norm is a power-iteration estimate)
-_TV_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "models" / "tv.toml"
+_TV_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "models" / "baselines" / "tv.toml"
 
 
 class TVSettings(NamedTuple):
@@ -241,12 +242,13 @@ def tv_settings(dataset: str, views: int, path: str | os.PathLike | None = None)
 
     ``dataset`` is the benchmark's name, its file name without the extension (for example
     ``"benchmark_128"``; a path is reduced to that). The values are read from
-    ``models/tv.toml`` (or ``path``), written from the sweep of ``analysis/tune_tv.py``, in
-    tables keyed by dataset and view count (``[benchmark_128.20]``). Fallback, with a
-    ``UserWarning``: for a view count without an entry, the entry of the same dataset with the
-    nearest view count (the larger on a tie); for a dataset without entries (or no settings
-    file, as in an installed package), ``DEFAULT_TV_WEIGHT`` and ``DEFAULT_ITERATIONS["tv"]``,
-    the values chosen for ``benchmark_128`` at 20 views.
+    ``models/baselines/tv.toml`` (or ``path``), written from the sweep of
+    ``analysis/tune_tv.py``, in tables keyed by dataset and view count
+    (``[benchmark_128.20]``). Fallback, with a ``UserWarning``: for a view count without an
+    entry, the entry of the same dataset with the nearest view count (the larger on a tie);
+    for a dataset without entries (or no settings file, as in an installed package),
+    ``DEFAULT_TV_WEIGHT`` and ``DEFAULT_ITERATIONS["tv"]``, the values chosen for
+    ``benchmark_128`` at 20 views.
     """
     import tomllib
     import warnings
@@ -636,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       DEFAULT_ITERATIONS.items()) + ")")
     parser.add_argument("--tv-weight", type=float, default=None,
                         help="TV weight (default: the value chosen on validation for this "
-                             "dataset and view count, models/tv.toml; see tv_settings)")
+                             "dataset and view count, models/baselines/tv.toml; see tv_settings)")
     parser.add_argument("--projector", default="linear", choices=PROJECTORS,
                         help="astra projector for the reconstructions (default linear)")
     parser.add_argument("--out", default=None,
