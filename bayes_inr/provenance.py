@@ -4,6 +4,7 @@ Every run file records (as attributes, see :mod:`bayes_inr.posterior`):
 
 - ``git_commit`` and ``git_dirty``: the commit of the package's checkout and whether
   its tracked files had uncommitted changes (``"unknown"`` outside a git checkout);
+  files under ``analysis/results/`` (what runs write, not what they run) do not count;
 - ``bayes_inr_version``: the package version;
 - ``config_hash``: SHA-256 (first 16 hex digits) of the run's settings as canonical
   JSON, without the fields that only steer how a run is executed
@@ -69,7 +70,8 @@ def data_hash(*arrays) -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool | None]:
-    """(commit, dirty) of the package's git checkout; ("unknown", None) outside one."""
+    """(commit, dirty) of the package's git checkout, read once per process; ("unknown",
+    None) outside one. Changes under ``analysis/results/`` do not make it dirty."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
@@ -78,7 +80,8 @@ def git_state() -> tuple[str, bool | None]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         ":(exclude)analysis/results"))
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
     return commit, dirty
