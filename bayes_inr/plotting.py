@@ -585,6 +585,7 @@ def comparison_figure(
     err_max = max((_upper(e, robust=True) for e in errors), default=1.0)
     err_extend = "max" if any(_extend(e, err_max) == "max" for e in errors) else "neither"
 
+    first_curve = next((i for i, run in enumerate(runs) if run.curve is not None), 0)
     nrows = len(runs)
     with mpl.rc_context(_STYLE):
         fig = Figure(figsize=(4 * PANEL_INCHES + 0.9, 2.9 * nrows + 0.8 + (0.3 if title else 0)),
@@ -608,7 +609,7 @@ def comparison_figure(
             else:
                 _note(ax_err, "no ground truth")
             if run.curve is not None:
-                _reliability(ax_rel, run, legend=row == 0)
+                _reliability(ax_rel, run, legend=row == first_curve)
                 if any(later.curve is not None for later in runs[row + 1:]):
                     ax_rel.set_xlabel("")  # only the lowest curve keeps its axis label
             else:
