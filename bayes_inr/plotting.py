@@ -219,16 +219,14 @@ class _Run:
             self.error = (self.mean - self.truth) ** 2
             if self.stochastic:
                 self.cmap = metrics.coverage_map(draws, self.truth, weights)
-                lo, hi = metrics.pit_interval(draws, self.truth, weights)
                 masks = metrics.support_masks(self.truth)
                 for support in CURVE_SUPPORTS:
-                    if masks[support].any():
-                        a, b = lo[masks[support]], hi[masks[support]]
-                        cdf = metrics.pit_cdf(a, b, np.concatenate(
-                            [0.5 - RELIABILITY_LEVELS / 2, 0.5 + RELIABILITY_LEVELS / 2]))
-                        n = RELIABILITY_LEVELS.size
-                        self.curves[support] = cdf[n:] - cdf[:n]
-                        self.pit[support] = np.diff(metrics.pit_cdf(a, b, PIT_EDGES))
+                    mask = masks[support]
+                    if mask.any():
+                        self.curves[support] = metrics.coverage_curve(
+                            draws[:, mask], self.truth[mask], RELIABILITY_LEVELS, weights)
+                        self.pit[support] = metrics.pit_histogram(
+                            draws, self.truth, PIT_EDGES.size - 1, weights, mask)
 
     @property
     def curve(self) -> np.ndarray | None:
