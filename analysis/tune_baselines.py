@@ -83,7 +83,8 @@ def best_counts(rows: list[dict]) -> dict[tuple[str, object], int]:
     return {key: row["iterations"] for key, row in best.items()}
 
 
-def _ints(text: str, what: str) -> list[int]:
+def int_list(text: str, what: str) -> list[int]:
+    """Comma-separated positive integers, or one InputError naming the flag ``what``."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -110,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="output CSV (default %(default)s)")
     args = parser.parse_args(argv)
     try:
-        views = _ints(args.views, "--views")
-        counts = sorted(set(_ints(args.counts, "--counts")))
+        views = int_list(args.views, "--views")
+        counts = sorted(set(int_list(args.counts, "--counts")))
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for method in methods:
             check_choice("iterative method", method, ITERATIVE)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tune_baselines import int_list  # the script beside this one (analysis/ is on sys.path)
 
 from bayes_inr.atomic import atomic_path
 from bayes_inr.baselines import tv_reconstruct, write_csv
@@ -188,16 +189,6 @@ def parse_weights(text: str) -> list[float]:
     return sorted(set(values))
 
 
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise InputError(f"{what} must be positive integers, got {text!r}")
-    return sorted(set(values))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sweep; returns the exit status (2 on bad input)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -223,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(e.g. models/baselines/tv.toml)")
     args = parser.parse_args(argv)
     try:
-        views = _ints(args.views, "--views")
-        counts = _ints(args.counts, "--counts")
+        views = sorted(set(int_list(args.views, "--views")))
+        counts = sorted(set(int_list(args.counts, "--counts")))
         weights = parse_weights(args.weights)
         if args.threads <= 0:
             raise InputError(f"--threads must be positive, got {args.threads}")

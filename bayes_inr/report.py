@@ -585,7 +585,7 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
                                           spread="variance")
         page.figure(path, "comparison of the runs")
 
-    for entry in entries:
+    for entry, row in zip(entries, scores, strict=True):
         page.heading(2, f"Run {entry.label}")
         page.items(_describe(entry))
         n = posterior.image_draws(entry.idata).shape[0]
@@ -598,7 +598,7 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
                       "need a ground truth.")
         if n >= 2 and _has_truth(entry.idata):
             page.para("Calibration by pixel set (object: true value > 0):")
-            page.pre(metrics.calibration_table(metrics.score(entry.idata)))
+            page.pre(metrics.calibration_table(row))
         path = plotting.posterior_figure(entry.idata, out / f"{entry.label}_posterior.png",
                                          title=entry.label, spread="variance")
         page.figure(path, f"{entry.label}: posterior panel")
