@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
+from .configs import shipped_dir
 from .errors import InputError, check_choice
 from .geometry import Geometry
 from .radon import PROJECTORS, RadonOperator
@@ -211,7 +212,6 @@ as slow as ratio 1, so neither is used; the residual-balancing rule of Goldstein
 """
 
 _TV_SAFETY = 0.98  # tau sigma ||K||^2 = 0.98 < 1 (the norm is a power-iteration estimate)
-_TV_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "models" / "baselines" / "tv.toml"
 
 
 class TVSettings(NamedTuple):
@@ -246,7 +246,7 @@ def tv_settings(dataset: str, views: int, path: str | os.PathLike | None = None)
     ``analysis/tune_tv.py``, in tables keyed by dataset and view count
     (``[benchmark_128.20]``). Fallback, with a ``UserWarning``: for a view count without an
     entry, the entry of the same dataset with the nearest view count (the larger on a tie);
-    for a dataset without entries (or no settings file, as in an installed package),
+    for a dataset without entries (or no settings file),
     ``DEFAULT_TV_WEIGHT`` and ``DEFAULT_ITERATIONS["tv"]``, the values chosen for
     ``benchmark_128`` at 20 views.
     """
@@ -257,7 +257,7 @@ def tv_settings(dataset: str, views: int, path: str | os.PathLike | None = None)
         raise InputError(f"views must be a positive integer, got {views!r}")
     name = Path(os.fspath(dataset)).name
     name = name[:-3] if name.endswith(".nc") else name
-    path = Path(path) if path is not None else _TV_SETTINGS_FILE
+    path = Path(path) if path is not None else shipped_dir() / "baselines" / "tv.toml"
     table: dict = {}
     if path.is_file():
         try:

@@ -1,4 +1,5 @@
-"""Fit configurations: one flat dataclass, TOML files under ``models/``, CLI overrides."""
+"""Fit configurations: one flat dataclass, TOML files (shipped ones under ``models/``, see
+:mod:`bayes_inr.configs`), CLI overrides."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .configs import resolve
 from .errors import InputError, check_choice
 from .inr import Architecture
+from .priors import as_prior
 from .model import DROPOUT_SCOPES
 
 INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts", "ensemble")
@@ -40,7 +43,8 @@ class FitConfig:
                        "can be exactly 0, like air, or 1)")
     sine_w0: float = _field(1.0, "frequency factor of the sine activation")
     prior: str = _field("normal:1.0",
-                        "weight prior: normal:SCALE, fan_in_normal:TAU or laplace:SCALE")
+                        "weight prior: normal:SCALE, fan_in_normal:TAU, laplace:SCALE, or "
+                        "a Python prior by importable name, module:function")
     sigma: float = _field(0.0, "noise std of the sinogram likelihood; 0 = the data's, else 0.01")
     infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
     tv_weight: float = _field(0.0, "weight of the total-variation factor")
@@ -109,6 +113,7 @@ class FitConfig:
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise InputError(f"unknown device {self.device!r}; use cpu or cuda")
         self.architecture()  # validates the network fields
+        as_prior(self.prior)  # validates the prior spec (imports a named Python prior)
 
     def architecture(self) -> Architecture:
         return Architecture(self.depth, self.width, self.omega0, self.n_features,
@@ -124,10 +129,9 @@ def field_help() -> dict[str, str]:
 
 
 def load_config(path, **overrides) -> FitConfig:
-    """A :class:`FitConfig` from a TOML file (flat keys), then ``overrides``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config file {path} not found")
+    """A :class:`FitConfig` from a TOML file (flat keys) or a shipped configuration's name
+    (see :mod:`bayes_inr.configs`), then ``overrides``."""
+    path = resolve(path, kind="")
     try:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:

@@ -15,13 +15,11 @@ from pathlib import Path
 
 from . import baselines, plotting, posterior
 from .config import FitConfig, load_config
+from .configs import shipped
 from .data import phantom_sample
 from .errors import InputError
 from .fit import fit
 from .metrics import calibration_table, score, score_table
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "models"
-
 
 def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
         config: FitConfig | None = None) -> list[dict]:
@@ -56,13 +54,14 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=20, help="number of views")
     parser.add_argument("--size", type=int, default=128, help="image side N")
     parser.add_argument("--phantom", type=int, default=0, help="built-in phantom id")
-    parser.add_argument("--config", type=Path, help="model config (default models/mcd_VIEWS.toml)")
+    parser.add_argument("--config", type=Path, help="model config, a file or a shipped name (default mcd_VIEWS where shipped, "
+                        "else the bare defaults)")
     parser.add_argument("--steps", type=int, help="override the config's optimisation steps")
     args = parser.parse_args(argv)
     try:
-        path = args.config or DEFAULT_CONFIG / f"mcd_{args.views}.toml"
         overrides = {"steps": args.steps} if args.steps else {}
-        config = (load_config(path, **overrides) if path.is_file()
+        name = args.config or f"mcd_{args.views}"
+        config = (load_config(name, **overrides) if args.config or name in shipped("")
                   else FitConfig(inference="mcd", **overrides))
         rows = run(args.out, args.views, args.size, args.phantom, config)
     except InputError as err:

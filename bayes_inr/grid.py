@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import FitConfig, load_config
+from .configs import resolve
 from .errors import InputError
 
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(FitConfig)}
@@ -82,9 +83,7 @@ def _coerce(name: str, value):
 
 def load_grid(path) -> Grid:
     """Read a grid file (see the module docstring); :class:`InputError` if malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"grid file {path} not found")
+    path = resolve(path, kind="sweeps", what="grid file")
     try:
         spec = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:

@@ -7,11 +7,15 @@ are accepted too, so a user prior can be a lambda::
 
     prior = lambda name, shape: dist.StudentT(3.0, 0.0, 0.5).expand(shape)
 
-The classes below cover the usual choices; :class:`PerLayer` mixes them.
+The classes below cover the usual choices; :class:`PerLayer` mixes them. A run records a
+Python prior by its qualified name ``module:qualname`` and its source; a prior defined at
+module level in an importable module can be named from the command line the same way
+(``--prior mypriors:student_t``), so the run file says how to reproduce it.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from abc import ABC, abstractmethod
@@ -97,18 +101,65 @@ class Custom(Prior):
         return self.fn(name, shape, fan_in) if self._takes_fan_in else self.fn(name, shape)
 
     def describe(self) -> dict:
-        return {"kind": "Custom", "fn": getattr(self.fn, "__qualname__", repr(self.fn))}
+        """The callable's qualified name ``module:qualname``, whether that name imports back
+        to it (then ``--prior`` accepts it), and its source where Python has it."""
+        name = qualified_name(self.fn)
+        try:
+            source = inspect.getsource(self.fn)
+        except (OSError, TypeError):  # defined in a REPL or compiled
+            source = None
+        try:
+            importable = load_callable(name) is self.fn
+        except InputError:
+            importable = False
+        return {"kind": "Custom", "fn": name, "importable": importable, "source": source}
+
+
+def qualified_name(fn: Callable) -> str:
+    """``module:qualname`` of a callable (``repr`` for objects without them)."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    return f"{module}:{qualname}" if module and qualname else repr(fn)
+
+
+def load_callable(name: str) -> Callable:
+    """The callable ``module:qualname`` (or ``module.attr``), imported."""
+    module_name, sep, qualname = name.partition(":")
+    if not sep:
+        module_name, _, qualname = name.rpartition(".")
+    if not module_name or not qualname or "<" in qualname:
+        raise InputError(f"prior {name!r} is not an importable name (module:function)")
+    try:
+        target = importlib.import_module(module_name)
+        for attr in qualname.split("."):
+            target = getattr(target, attr)
+    except (ImportError, AttributeError) as err:
+        raise InputError(f"prior {name!r} cannot be imported: {err}") from None
+    if not callable(target):
+        raise InputError(f"prior {name!r} is not callable")
+    return target
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 PRIORS = {"normal": Normal, "fan_in_normal": FanInNormal, "laplace": Laplace}
 
 
 def as_prior(prior) -> Prior:
-    """A :class:`Prior` from a Prior, a callable, or a spec ``"name"`` / ``"name:param"``."""
+    """A :class:`Prior` from a Prior, a callable, a spec ``"name"`` / ``"name:param"`` of
+    :data:`PRIORS`, or the importable name ``"module:function"`` of a Python prior (a
+    :class:`Prior` subclass instance or a callable, as a run file records it)."""
     if isinstance(prior, Prior):
         return prior
     if isinstance(prior, str):
         name, _, value = prior.partition(":")
+        if name not in PRIORS and ("." in name or (value and not _is_number(value))):
+            return as_prior(load_callable(prior))
         check_choice("prior", name, PRIORS)
         try:
             return PRIORS[name](float(value)) if value else PRIORS[name]()
