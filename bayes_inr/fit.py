@@ -269,7 +269,9 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--phantom", type=int, default=0, help="built-in phantom id")
     src.add_argument("--size", type=int, help="image side N (default 128 for phantoms)")
     src.add_argument("--noise-snr", type=float, help="add Gaussian noise at this SNR (dB)")
-    p.add_argument("--config", type=Path, help="TOML model configuration, e.g. models/mcd_20.toml")
+    p.add_argument("--config", type=Path,
+                   help="a shipped configuration by name (e.g. mcd_20; python -m "
+                        "bayes_inr.configs lists them) or a TOML file")
     p.add_argument("--out", type=Path,
                    help="output InferenceData file (default run.nc; with --resume that file)")
     p.add_argument("--overwrite", action="store_true",
