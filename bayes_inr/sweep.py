@@ -9,16 +9,22 @@
 
 Every trial (a grid point, :mod:`bayes_inr.grid`) fits every image of the split and
 records the mean metrics in the sweep's table (:mod:`bayes_inr.results`), rewritten
-after each trial. Rerunning the command resumes: trials already in the table (finished
-or failed) are not run again. A failing trial is recorded with its error and the sweep
-goes on.
+after each trial (atomically). Rerunning the command resumes: trials already in the table
+(finished or failed) are not run again. A failing trial is recorded with its error and
+the sweep goes on. Ctrl-C or SIGTERM stops the workers and exits 130 with one line saying
+how to continue. Arguments and ``--out`` (an existing directory's new or sweep
+subdirectory) are checked before anything is written; a sweep holds a lock beside its
+directory while it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,9 +46,18 @@ from .errors import InputError
 from .fit import fit
 from .grid import Trial, load_grid
 from .metrics import score
+from .outputs import output_lock
 from .ranking import rank, ranking_table, write_configs
-from .results import METRICS, read_settings, read_table, write_settings, write_table
-from .workers import BACKENDS, run_tasks
+from .results import (
+    METRICS,
+    SETTINGS,
+    TABLE,
+    read_settings,
+    read_table,
+    write_settings,
+    write_table,
+)
+from .workers import BACKENDS, check_run_settings, raise_interrupt, rerun_command, run_tasks
 
 BOXPLOT = "boxplots_psnr.png"
 
@@ -95,25 +110,53 @@ def run_sweep(grid_path, out, *, views: int = 20, split: str = "val",
     Returns the table's rows: the grid's trials in grid order, then rows of earlier
     trials no longer in the grid. ``log`` receives one line per finished trial.
     """
+    check_run_settings(workers, threads, backend, address)
     trials = load_grid(grid_path).trials()
     samples = split_samples(split, views, ids, size, dataset)
+    out = check_sweep_dir(out)
+    with output_lock(out):
+        out.mkdir(exist_ok=True)
+        write_settings(out, {"views": views, "split": split, "size": size,
+                             "images": [sample.name for sample in samples],
+                             "dataset": None if size else str(dataset)})
+        return _run_trials(trials, samples, out, backend, workers, threads, address, log,
+                           f"{split} images at {views} views")
+
+
+def check_sweep_dir(out) -> Path:
+    """Raise :class:`InputError` unless ``out`` can be a sweep directory: a sweep's, an
+    empty one, or a new one in an existing directory; every one of them writable."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_settings(out, {"views": views, "split": split, "size": size,
-                         "images": [sample.name for sample in samples],
-                         "dataset": None if size else str(dataset)})
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; a sweep writes a directory")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: directory {out.parent} does not exist")
+    if out.is_dir() and any(out.iterdir()) and not (out / SETTINGS).is_file():
+        raise InputError(f"--out {out} is a directory but not a sweep's (no {SETTINGS}); "
+                         "choose a new or sweep directory")
+    for directory in (out.parent, out):
+        if directory.exists() and not os.access(directory, os.W_OK | os.X_OK):
+            raise InputError(f"--out {out}: directory {directory} is not writable")
+    return out
+
+
+def _run_trials(trials: list[Trial], samples: list[Sample], out: Path, backend: str,
+                workers: int, threads: int, address: str | None, log, data: str
+                ) -> list[dict]:
+    """Run the ``trials`` not yet in ``out``'s table; write the table after each one."""
     done = {row["trial_id"]: row for row in read_table(out)}
     todo = [trial for trial in trials if trial.id not in done]
     order = list(dict.fromkeys([trial.id for trial in trials] + list(done)))
     log(f"{len(trials)} trials, {len(trials) - len(todo)} already in {out}; running "
         f"{len(todo)} on {backend} ({workers} worker(s) x {threads} thread(s)), "
-        f"{len(samples)} {split} images at {views} views each")
+        f"{len(samples)} {data} each")
     job = functools.partial(run_trial, samples=samples)
-    for count, (k, row) in enumerate(run_tasks(job, todo, workers=workers, threads=threads,
-                                               backend=backend, address=address), 1):
-        done[row["trial_id"]] = row
-        write_table(out, [done[i] for i in order if i in done])
-        log(f"[{count}/{len(todo)}] {_summary(todo[k], row)}")
+    with contextlib.closing(run_tasks(job, todo, workers=workers, threads=threads,
+                                      backend=backend, address=address)) as results:
+        for count, (k, row) in enumerate(results, 1):
+            done[row["trial_id"]] = row
+            write_table(out, [done[i] for i in order if i in done])
+            log(f"[{count}/{len(todo)}] {_summary(todo[k], row)}")
     return [done[i] for i in order if i in done]
 
 
@@ -123,6 +166,14 @@ def _summary(trial: Trial, row: dict) -> str:
         return f"{trial.id} FAILED ({row['error']}) {changes}"
     return (f"{trial.id} PSNR {row['psnr']:.2f} dB, object CRPS {row['crps_object']:.4f}, "
             f"{row['seconds']:.1f} s  {changes}")
+
+
+def _interrupted(out: Path | None, argv) -> str:
+    """The line an interrupted command prints: what is kept, how to continue."""
+    if out is None:
+        return "interrupted"
+    return (f"interrupted: {len(read_table(out))} finished trial(s) are in {out / TABLE}; "
+            f"continue with: {rerun_command('bayes_inr.sweep', argv)}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,7 +188,8 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--plot", type=Path, metavar="DIR",
                       help=f"write DIR/{BOXPLOT} from a sweep's table")
     run = p.add_argument_group("running a grid")
-    run.add_argument("--out", type=Path, help="sweep directory (default sweeps/GRIDNAME)")
+    run.add_argument("--out", type=Path, help="sweep directory, new or a sweep's, in an "
+                     "existing directory (default sweeps/GRIDNAME; sweeps/ is created)")
     run.add_argument("--views", type=int, default=20, help="views per sinogram")
     run.add_argument("--split", default="val", choices=tuple(SPLITS),
                      help="images to fit (configurations are chosen on val only)")
@@ -161,11 +213,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    out = (args.out or Path("sweeps") / args.grid.stem) if args.grid else None
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         if args.write_configs and not args.rank:
             raise InputError("--write-configs goes with --rank")
         if args.grid:
-            out = args.out or Path("sweeps") / args.grid.stem
+            if args.out is None:
+                out.parent.mkdir(exist_ok=True)
             rows = run_sweep(args.grid, out, views=args.views, split=args.split, ids=args.ids,
                              size=args.size, dataset=args.dataset, backend=args.backend,
                              workers=args.workers, threads=args.threads, address=args.address)
@@ -186,9 +241,10 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished trials are in the table; rerun to resume",
-              file=sys.stderr)
+        print(_interrupted(out, argv), file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
