@@ -1,0 +1,300 @@
+"""Recalibration on validation: exact split-conformal coverage, shape, weights, files, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayes_inr import metrics, posterior, recalibration
+from bayes_inr.data import benchmark_sample, build_benchmark, write_dataset
+from bayes_inr.errors import InputError
+from bayes_inr.recalibration import (
+    EPS,
+    LEVELS,
+    Calibration,
+    calibrate,
+    conformal_quantile,
+    image_weights,
+    interval,
+    moments,
+    recalibrated_draws,
+    residuals,
+)
+
+SIGMA = 0.05
+
+
+def predictive(rng, shape, factor, draws=50, skewed=False):
+    """Truth x = m + SIGMA e (e standard normal, or Exp(1) - 1 when ``skewed``) and draws
+    N(m, (factor SIGMA)^2): a predictive whose sd is wrong by ``factor``."""
+    mean = rng.uniform(0.3, 0.7, shape)
+    e = rng.exponential(size=shape) - 1.0 if skewed else rng.standard_normal(shape)
+    truth = mean + SIGMA * e
+    samples = mean + factor * SIGMA * rng.standard_normal((draws, *shape))
+    return samples, truth
+
+
+def fitted(rng, factor, skewed=False, pixels=(100, 100)) -> Calibration:
+    samples, truth = predictive(rng, pixels, factor, skewed=skewed)
+    return Calibration.from_residuals([residuals(samples, truth)])
+
+
+# ----------------------------------------------------------------------------- guarantee
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9])
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_conformal_coverage_is_exact_in_finite_samples(q, factor):
+    """R independent calibrations of n pixels, each scored on T fresh exchangeable pixels:
+    the mean coverage is ceil((n + 1) q) / (n + 1), inside [q, q + 1 / (n + 1)]."""
+    rng = np.random.default_rng(1)
+    reps, n, fresh = 20000, 48, 50
+    claimed = factor * SIGMA  # the predictive's sd, wrong by factor
+    z = SIGMA * rng.standard_normal((reps, n)) / claimed
+    k = conformal_quantile(np.abs(z), q)
+    errors = SIGMA * rng.standard_normal((reps, fresh))
+    per_rep = (np.abs(errors) <= k[:, None] * claimed).mean(axis=1)
+    coverage, mc = per_rep.mean(), 4 * per_rep.std() / math.sqrt(reps)
+    exact = math.ceil((n + 1) * q) / (n + 1)
+    assert q - mc <= coverage <= q + 1 / (n + 1) + mc
+    assert abs(coverage - exact) <= mc
+    raw = (np.abs(errors) <= stats.norm.ppf(0.5 + q / 2) * claimed).mean()
+    assert abs(raw - q) > 0.05  # the raw predictive is far off
+
+
+def test_calibration_multipliers_are_the_conformal_order_statistics():
+    z = np.random.default_rng(2).standard_normal(999)
+    cal = Calibration.from_residuals([z[:500], z[500:]])
+    ranked = np.sort(np.abs(z))
+    assert cal.multiplier(0.9) == ranked[899]  # ceil(1000 * 0.9) = 900th smallest
+    assert cal.multiplier(0.5) == ranked[499]
+    assert cal.multiplier(0.9991) == math.inf  # next grid level 1.0: rank 1000 > 999
+    assert cal.multiplier(0.8995) == cal.multiplier(0.9)  # off the grid: next level up
+    assert (cal.n_pixels, cal.n_images) == (999, 2)
+    np.testing.assert_allclose(cal.z_quantiles, np.quantile(z, LEVELS, method="weibull"))
+    lo, hi = interval(np.zeros(3), np.full(3, 2.0), cal, 0.9)
+    np.testing.assert_allclose(hi, 2 * ranked[899])
+    np.testing.assert_allclose(lo, -hi)
+
+
+def test_calibrated_predictive_is_left_nearly_unchanged():
+    rng = np.random.default_rng(3)
+    cal = fitted(rng, 1.0)
+    assert cal.multiplier(0.9) == pytest.approx(stats.norm.ppf(0.95), abs=0.05)
+    assert cal.multiplier(0.5) == pytest.approx(stats.norm.ppf(0.75), abs=0.03)
+    central = (LEVELS >= 0.05) & (LEVELS <= 0.95)
+    np.testing.assert_allclose(cal.z_quantiles[central], stats.norm.ppf(LEVELS[central]),
+                               atol=0.06)
+    samples, truth = predictive(rng, (100, 100), 1.0)
+    mean, sd = moments(samples)
+    recal = recalibrated_draws(mean, sd, cal)
+    np.testing.assert_allclose(recal.mean(axis=0), mean, atol=0.03 * SIGMA)
+    np.testing.assert_allclose(recal.std(axis=0) / sd, 1.0, atol=0.04)
+    assert metrics.ece(recal, truth) < 0.015
+    # levels (i + 1) / (S + 1): no over-coverage at small S (midpoints give 0.9 + 0.9 / S
+    # = 0.945); the tolerance is 3 sd of the calibration's and the fresh pixels' noise
+    assert metrics.coverage(recalibrated_draws(mean, sd, cal, 20), truth, 0.9) == \
+        pytest.approx(0.9, abs=0.025)
+
+
+def test_shape_error_is_corrected_on_fresh_data():
+    """Over-dispersed symmetric draws for skewed truths: a hump-shaped, lopsided PIT. The
+    recalibrated predictive takes the residuals' shape, not only their width."""
+    rng = np.random.default_rng(4)
+    cal = fitted(rng, 2.0, skewed=True)
+    samples, truth = predictive(rng, (100, 100), 2.0, skewed=True)
+    raw = metrics.calibration(samples, truth)
+    hist = metrics.pit_histogram(samples, truth, bins=10)
+    assert raw["ece"] > 0.1 and hist[4:6].sum() > 2 * hist[[0, 9]].sum()  # the hump
+    mean, sd = moments(samples)
+    fixed = metrics.calibration(recalibrated_draws(mean, sd, cal), truth)
+    assert fixed["ece"] <= 0.03
+    assert 0.88 <= fixed["coverage_90"] <= 0.92
+    assert 0.035 <= fixed["below_90"] <= 0.065 and 0.035 <= fixed["above_90"] <= 0.065
+
+
+def test_negative_control_no_guarantee_under_a_different_distribution():
+    """Calibrated where the sd is 2x too wide, applied where it is 2x too narrow."""
+    rng = np.random.default_rng(5)
+    cal = fitted(rng, 2.0)
+    samples, truth = predictive(rng, (100, 100), 0.5)
+    mean, sd = moments(samples)
+    lo, hi = interval(mean, sd, cal, 0.9)
+    assert np.mean((truth >= lo) & (truth <= hi)) < 0.5
+    assert metrics.ece(recalibrated_draws(mean, sd, cal), truth) > 0.2
+
+
+def test_pixel_units_fail_when_pixels_of_an_image_move_together():
+    """Every pixel of an image shares its |z|: pooling 5 images' pixels covers only 5/6 at
+    0.9; the image-level multiplier (unbounded above 5/6 with 5 images) keeps q."""
+    rng = np.random.default_rng(6)
+    reps, images, size = 4000, 5, 20
+    shared = rng.standard_normal((reps, images + 1, 1))
+    z = np.abs(shared + 1e-3 * rng.standard_normal((reps, images + 1, size)))
+    calib, new = z[:, :images].reshape(reps, -1), z[:, images, 0]
+    weights = image_weights([size] * images)
+    for q, pixel_units_hold in ((0.9, False), (0.6, True)):
+        by_pixel = np.mean(new <= conformal_quantile(calib, q))
+        by_image = np.mean(new <= conformal_quantile(calib, q, weights))
+        assert by_image >= q - 0.02
+        assert (by_pixel >= q - 0.02) == pixel_units_hold
+    assert np.mean(new <= conformal_quantile(calib, 0.9)) == pytest.approx(5 / 6, abs=0.02)
+    cal = Calibration.from_residuals(list(z[0, :images]))
+    assert cal.multiplier(0.9, "image") == math.inf and math.isfinite(cal.multiplier(0.9))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+N, V, D = 8, 3, 12
+ANGLES = np.linspace(0.0, np.pi, V, endpoint=False)
+
+
+def run(images, truth, sinogram=None, **kwargs):
+    kwargs.setdefault("method", "mcd")
+    kwargs.setdefault("config", {"inference": "mcd"})
+    return posterior.build(images, sinogram=np.ones((V, D)) if sinogram is None else sinogram,
+                           angles=ANGLES, ground_truth=truth, **kwargs)
+
+
+def test_ensemble_member_weights_are_respected():
+    """A one-draw member beside a 99-draw member: each weighs 1/2."""
+    rng = np.random.default_rng(7)
+    truth = rng.uniform(0.2, 0.8, (N, N))
+    single = truth + 0.1
+    wide = truth + 0.05 * rng.standard_normal((99, N, N))
+    idata = run([single[None], wide], truth, chain_labels=["map", "mcd"], method="DE-2")
+    weights = np.r_[0.5, np.full(99, 0.5 / 99)]
+    pooled = np.concatenate([single[None], wide])
+    z = residuals(pooled, truth, weights)
+    assert not np.allclose(z, residuals(pooled, truth))
+    mean, _ = recalibration.run_moments(idata)
+    np.testing.assert_allclose(mean, 0.5 * single + 0.5 * wide.mean(axis=0))
+    cal = calibrate([idata], vouch=True)
+    np.testing.assert_allclose(cal.z_quantiles, np.quantile(z, LEVELS, method="weibull"))
+
+
+def test_zero_sd_pixels_use_the_variance_floor():
+    rng = np.random.default_rng(8)
+    truth = rng.uniform(0.2, 0.8, (N, N))
+    draws = truth + 0.05 * rng.standard_normal((20, N, N))
+    draws[:, 0, :] = 0.5  # every draw agrees: s_draws = 0
+    truth[0, 0] = 0.5  # ... and equals the truth there
+    z = residuals(draws, truth).reshape(N, N)
+    assert np.isfinite(z).all()
+    np.testing.assert_allclose(z[0], (truth[0] - 0.5) / math.sqrt(EPS))
+    assert z[0, 0] == 0.0
+    cal = calibrate([run(draws[None], truth)], vouch=True)
+    assert cal.n_zero_sd == N
+    mean, sd = moments(draws)
+    recal = recalibrated_draws(mean, sd, cal)
+    assert np.isfinite(recal).all() and (recal[:, 0].std(axis=0) > 0).all()
+    np.testing.assert_allclose(sd[0], math.sqrt(EPS))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """A tiny benchmark (ids 0-4 validation, 5 test) and runs of it, on disk."""
+    folder = tmp_path_factory.mktemp("recal")
+    dataset = build_benchmark(size=16, views=(4,), n_phantoms=6)
+    path = write_dataset(dataset, folder / "bench.nc")
+    rng = np.random.default_rng(9)
+    runs = {}
+    for image_id in range(6):
+        sample = benchmark_sample(dataset, image_id, 4)
+        truth = sample.ground_truth
+        mean = truth + SIGMA * rng.standard_normal(truth.shape)
+        draws = mean + 2 * SIGMA * rng.standard_normal((30, *truth.shape))
+        idata = posterior.build(draws[None], sinogram=sample.sinogram,
+                                angles=sample.geometry.angles, method="mcd",
+                                config={"inference": "mcd"}, ground_truth=truth)
+        runs[image_id] = posterior.save(idata, folder / f"run_{image_id}.nc")
+    return {"dataset": dataset, "path": path, "runs": runs, "folder": folder,
+            "idata": {i: posterior.load(p) for i, p in runs.items()}}
+
+
+def test_test_split_runs_are_refused(bench):
+    idata, dataset = bench["idata"], bench["dataset"]
+    with pytest.raises(InputError, match="test split"):
+        calibrate([idata[0], idata[5]], benchmark=dataset, vouch=True)
+    stranger = idata[1]
+    moved = run(posterior.image_draws(stranger)[None],
+                stranger.constant_data["ground_truth"].values)
+    with pytest.raises(InputError, match="cannot establish the split"):
+        calibrate([moved], benchmark=dataset)
+    with pytest.raises(InputError, match="no --dataset"):
+        calibrate([idata[0]])
+    assert not calibrate([moved], benchmark=dataset, vouch=True).split_verified
+    cal = calibrate([idata[i] for i in range(5)], benchmark=dataset)
+    assert cal.split_verified and [r["image_id"] for r in cal.runs] == list(range(5))
+    with pytest.raises(InputError, match="same data"):
+        calibrate([idata[0]] * 2, benchmark=dataset)
+
+
+def test_cli_round_trip(bench, capsys):
+    folder, runs = bench["folder"], bench["runs"]
+    cal_path, out = folder / "cal.json", folder / "test_5_recal.nc"
+    val = [str(runs[i]) for i in range(5)]
+    code = recalibration.main(["fit", *val, "--dataset", str(bench["path"]),
+                               "--out", str(cal_path)])
+    assert code == 0, capsys.readouterr().err
+    content = json.loads(cal_path.read_text())
+    assert content["format"] == recalibration.FORMAT
+    assert (content["method"], content["views"], content["split"]) == ("mcd", 4, "val")
+    assert content["split_verified"] and content["n_images"] == 5
+    loaded = [bench["idata"][i] for i in range(5)]
+    objects = sum(int((r.constant_data["ground_truth"].values > 0).sum()) for r in loaded)
+    assert content["n_pixels"] == objects and len(content["z_quantiles"]) == LEVELS.size
+    assert {r["data_hash"] for r in content["runs"]} == {
+        posterior.run_attrs(r)["data_hash"] for r in loaded}
+    assert content["config_hash"] == posterior.run_attrs(loaded[0])["config_hash"]
+    capsys.readouterr()
+
+    code = recalibration.main(["apply", str(runs[5]), "--calibration", str(cal_path),
+                               "--out", str(out), "--draws", "40"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "raw predictive" in printed and "recalibrated" in printed
+    assert "object coverage" in printed
+    recal = posterior.load(out)
+    attrs = posterior.run_attrs(recal)
+    assert attrs["calibration_sha256"] == hashlib.sha256(cal_path.read_bytes()).hexdigest()
+    assert attrs["calibration_file"] == str(cal_path.resolve())
+    assert attrs["method"] == "mcd+recal"
+    assert recal.posterior_predictive["image"].shape == (1, 40, 16, 16)
+    raw = bench["idata"][5]
+    assert attrs["data_hash"] == posterior.run_attrs(raw)["data_hash"]
+    assert metrics.score(recal)["ece_object"] < metrics.score(raw)["ece_object"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("exists", "exists"), ("test", "test split"), ("unknown", "cannot establish"),
+    ("calibration run", "one of the calibration runs"), ("bad file", "not JSON"),
+    ("out dir", "does not exist"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(bench, capsys, case, message):
+    folder, runs = bench["folder"], bench["runs"]
+    cal_path = folder / "cli_cal.json"
+    if not cal_path.exists():
+        assert recalibration.main(["fit", *(str(runs[i]) for i in range(4)), "--vouch-validation",
+                                   "--out", str(cal_path)]) == 0
+    (folder / "bad.json").write_text("{not json")
+    argv = {
+        "exists": ["fit", str(runs[0]), "--vouch-validation", "--out", str(cal_path)],
+        "test": ["fit", str(runs[5]), "--dataset", str(bench["path"]), "--out",
+                 str(folder / "t.json")],
+        "unknown": ["fit", str(runs[0]), "--out", str(folder / "u.json")],
+        "calibration run": ["apply", str(runs[0]), "--calibration", str(cal_path), "--out",
+                            str(folder / "c.nc")],
+        "bad file": ["apply", str(runs[5]), "--calibration", str(folder / "bad.json"),
+                     "--out", str(folder / "b.nc")],
+        "out dir": ["fit", str(folder / "missing.nc"), "--out", str(folder / "no" / "x.json")],
+    }[case]
+    capsys.readouterr()
+    assert recalibration.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err
