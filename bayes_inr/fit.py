@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shutil
 import signal
 import sys
 import time
@@ -30,7 +31,7 @@ import torch
 from . import posterior
 from .config import MCMC, FitConfig, field_help, load_config
 from .data import Sample, benchmark_sample, load_benchmark, phantom_sample, simulate
-from .ensemble import fit_ensemble, member_scores
+from .ensemble import fit_ensemble, member_scores, members_dir
 from .errors import InputError
 from .geometry import Geometry
 from .gop import gop_model
@@ -42,6 +43,7 @@ from .metrics import calibration_table, score, score_table
 from .model import CTModel
 from .outputs import check_output, output_lock
 from .radon import RadonOperator
+from .workers import raise_interrupt, rerun_command
 
 DEFAULT_SIGMA = 0.01
 RESUME_MAY_CHANGE = ("threads", "checkpoint_every")
@@ -143,9 +145,15 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, h
         run = hmc.MCMCRun.from_inference_data(potential, settings, resume)
         earlier = float(resume.posterior_predictive.attrs.get("wall_time", 0.0))
     else:
-        inits = hmc.initial_points(potential, config.init, config.chains, config.seed,
-                                   steps=config.steps, lr=config.lr, lr_final=config.lr_final,
-                                   progress=progress)
+        try:
+            inits = hmc.initial_points(potential, config.init, config.chains, config.seed,
+                                       steps=config.steps, lr=config.lr,
+                                       lr_final=config.lr_final, progress=progress)
+        except KeyboardInterrupt:
+            print(f"interrupted while computing the start points of {config.chains} chain(s) "
+                  f"(--init {config.init}, {time.perf_counter() - start:.0f} s): no draws yet, "
+                  "nothing saved; rerun the same command to start again", file=sys.stderr)
+            raise
         run, earlier = hmc.MCMCRun(potential, settings, inits), 0.0
         record["map_seconds"] = time.perf_counter() - start
     meta = {"sinogram": sample.sinogram, "angles": sample.geometry.angles,
@@ -297,18 +305,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)
                  if getattr(args, f.name) is not None}
     out = args.out or args.resume or Path("run.nc")
-    mcmc, members = False, None
+    mcmc, told, members = False, False, None  # told: the run said what it kept
     held = contextlib.ExitStack()  # the output's lock, released however the run ends
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill saves the draws so far
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)  # a kill saves the draws so far
     try:
         resuming_in_place = args.resume is not None and out.resolve() == args.resume.resolve()
         check_output(out, overwrite=args.overwrite, exists_ok=resuming_in_place, what="--out")
@@ -338,17 +342,22 @@ def main(argv=None) -> int:
                   f"{config.draws} x {config.thin} transitions, "
                   f"{config.threads or torch.get_num_threads()} torch "
                   f"thread(s), device {config.device}", flush=True)
-        if config.inference == "ensemble":
-            idata = fit_ensemble(sample, config, members, progress=not args.quiet)
+        told = config.inference in (*MCMC, "ensemble")
+        if config.inference == "ensemble":  # finished members wait in OUT.members/
+            idata = fit_ensemble(sample, config, members, progress=not args.quiet,
+                                 store=members_dir(out), rerun="continue with: "
+                                 + rerun_command("bayes_inr.fit", argv))
         else:
             idata = fit(sample, config, progress=not args.quiet, out=out if mcmc else None,
                         resume=resumed)
         posterior.save(idata, out)
+        if config.inference == "ensemble":
+            shutil.rmtree(members_dir(out))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if not mcmc:  # hmc/nuts said what they saved
+        if not told:
             print("interrupted", file=sys.stderr)
         return 130
     finally:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 
 import torch
+from tqdm import tqdm
 
 from .errors import InputError, check_choice
 
@@ -160,6 +161,9 @@ def _worker(connection: Connection, function: Callable, threads: int, parent: in
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # progress bars here take a thread lock, not tqdm's default multiprocessing semaphore,
+    # which a terminated worker would leak (the resource tracker then warns on stderr)
+    tqdm.set_lock(threading.RLock())
     _exit_with_parent(parent)
     while True:
         try:
