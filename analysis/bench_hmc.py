@@ -20,7 +20,7 @@ gradient; twins of the same potential differentiated by torch autograd, by torch
 that, and by JAX jit), a profile of where the time of one evaluation goes, and per sampler run:
 gradient evaluations per CPU second of the sampling phase (CPU time of this process,
 robust against other jobs on the machine; wall clock beside it), the median bulk ESS of 20 fixed
-pixels (:func:`bayes_inr.inference.hmc.representative_pixels`) and ESS per second.
+pixels (:func:`bayes_inr.posterior.representative_pixels`) and ESS per second.
 NumPyro runs twice and its second run (compiled code cached) is reported.
 """
 
@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from pyro.infer.mcmc import MCMC  # noqa: E402
 
+from bayes_inr import posterior  # noqa: E402
 from bayes_inr.config import FitConfig  # noqa: E402
 from bayes_inr.data import phantom_sample  # noqa: E402
 from bayes_inr.fit import build_model  # noqa: E402
@@ -67,7 +68,7 @@ def ess_of_pixels(images: np.ndarray) -> np.ndarray:
     """Bulk ESS of the 20 fixed pixels of one chain of images (draws, N, N)."""
     import arviz as az
 
-    ys, xs = hmc.representative_pixels(images.shape[1:])
+    ys, xs = posterior.representative_pixels(images.shape[1:])
     return az.ess(az.convert_to_dataset({"pixel": images[None, :, ys, xs]}))["pixel"].values
 
 

@@ -146,11 +146,11 @@ def cached(path: Path, make: Callable, settings, sample: Sample):
     want = {"config_hash": config_hash(settings), "data_hash": sample_hash(sample)}
     if path.exists():
         idata = posterior.load(path)
-        attrs = idata.posterior_predictive.attrs
+        attrs = posterior.run_attrs(idata)
         if all(attrs.get(k) == v for k, v in want.items()):
             return idata, True
     idata = make()
-    attrs = idata.posterior_predictive.attrs
+    attrs = posterior.run_attrs(idata)
     made = {k: attrs.get(k) for k in want}
     if made != want:  # the run hashed other settings than the ones given here
         raise RuntimeError(f"{path.name}: the run records {made}, expected {want}")
@@ -164,7 +164,7 @@ def _row(idata, method: str) -> dict:
         scores["paper_delta_ece"] = paper_delta_ece(
             posterior.image_draws(idata), idata.constant_data["ground_truth"].values,
             weights=posterior.draw_weights(idata))
-    attrs = idata.posterior_predictive.attrs
+    attrs = posterior.run_attrs(idata)
     return scores | {"method": method, "git_commit": str(attrs.get("git_commit", ""))[:10],
                      "git_dirty": attrs.get("git_dirty", ""),
                      "config_hash": attrs.get("config_hash", ""),

@@ -28,7 +28,7 @@ import numpy as np
 import pyro
 import torch
 
-from . import posterior
+from . import convergence, posterior
 from .config import MCMC, FitConfig, field_help, load_config
 from .data import Sample, benchmark_sample, load_benchmark, phantom_sample, simulate
 from .ensemble import fit_ensemble, member_scores, members_dir
@@ -37,6 +37,7 @@ from .geometry import Geometry
 from .gop import gop_model
 from .images import load_image, npy_error
 from .inference import hmc
+from .inference.guides import DropoutGuide
 from .inference.svi import DivergenceError, draw_images, fit_svi
 from .inr import INR
 from .metrics import calibration_table, score, score_table
@@ -131,7 +132,17 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
         images[None], sinogram=sample.sinogram, angles=sample.geometry.angles,
         method=config.inference, config=record, ground_truth=sample.ground_truth,
         seed=config.seed, wall_time=time.perf_counter() - start, device=config.device,
-        extra_constant={"loss": (("step",), np.asarray(result.losses))}, settings=settings)
+        extra_constant={"loss": (("step",), np.asarray(result.losses))}, settings=settings,
+        forward=model.operator, sigma=_guide_sigma(model, result.guide))
+
+
+def _guide_sigma(model: CTModel, guide) -> float:
+    """The sigma of the stored log-likelihood of an SVI run: the model's, or with
+    ``infer_sigma`` the guide's point value (its median; the dropout guide's mean)."""
+    if not model.infer_sigma:
+        return model.sigma
+    point = guide.means() if isinstance(guide, DropoutGuide) else guide.median()
+    return float(point["sigma"].detach())
 
 
 def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, hashed: dict,
@@ -143,7 +154,7 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, h
     if resume is not None:
         check_resumable(resume, record)
         run = hmc.MCMCRun.from_inference_data(potential, settings, resume)
-        earlier = float(resume.posterior_predictive.attrs.get("wall_time", 0.0))
+        earlier = float(posterior.run_attrs(resume).get("wall_time", 0.0))
     else:
         try:
             inits = hmc.initial_points(potential, config.init, config.chains, config.seed,
@@ -196,7 +207,7 @@ def check_resumable(idata: az.InferenceData, record: dict) -> None:
 
 def resume_inputs(path: Path, overrides: dict) -> tuple[Sample, FitConfig, az.InferenceData]:
     """The sample, configuration and draws of a saved hmc/nuts run to resume."""
-    idata = posterior.load(path)
+    idata = posterior.load(path, trim=False)  # the padding of a partial run is resumed
     stored = posterior.config(idata)
     if stored.get("inference") not in MCMC:
         raise InputError(f"{path} is a {stored.get('inference', 'non-hmc')} run; only hmc/nuts "
@@ -363,11 +374,13 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         held.close()
-    attrs = idata.posterior_predictive.attrs
+    attrs = posterior.run_attrs(idata)
     print(f"wrote {out} ({attrs['method']}, {len(posterior.image_draws(idata))} draws, "
           f"{attrs['wall_time']:.1f} s)")
     if mcmc:
         print(hmc.diagnostics(idata))
+        for line in convergence.sampler_warnings(idata):
+            print(f"warning: {line}", file=sys.stderr)
     if sample.ground_truth is not None:
         rows = member_scores(idata) if config.inference == "ensemble" else []
         scores = score(idata)

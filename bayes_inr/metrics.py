@@ -461,7 +461,7 @@ def score(idata, truth=None) -> dict:
     given. Also returns ``method``, ``n_draws`` and ``object_share`` (share of object
     pixels).
     """
-    from .posterior import draw_weights, image_draws
+    from .posterior import draw_weights, image_draws, run_attrs
 
     draws = image_draws(idata)
     weights = draw_weights(idata)
@@ -477,7 +477,7 @@ def score(idata, truth=None) -> dict:
     mean, _ = predictive_moments(draws, weights)
     masks = support_masks(truth)
     result: dict = {
-        "method": idata.posterior_predictive.attrs.get("method"),
+        "method": run_attrs(idata).get("method"),
         "n_draws": int(draws.shape[0]),
         "psnr": psnr(mean, truth),
         "ssim": ssim(mean, truth),

@@ -189,8 +189,7 @@ def _truth_of(idata) -> np.ndarray | None:
 
 
 def _method_of(idata) -> str:
-    pp = getattr(idata, "posterior_predictive", None)
-    method = pp.attrs.get("method") if pp is not None else None
+    method = posterior.run_attrs(idata).get("method")
     return str(method) if method else "run"
 
 

@@ -15,8 +15,10 @@ For every run (an InferenceData file of :mod:`bayes_inr.posterior`) the report h
   deterministic run (one draw, e.g. a classical baseline) shows the
   reconstruction and its error;
 - for MCMC runs (``hmc``/``nuts``) the ArviZ diagnostics, computed on the stored draws:
-  rank-normalised split R-hat and bulk/tail ESS over every pixel of
-  ``posterior_predictive.image`` and over each ``posterior`` variable, the divergences,
+  rank-normalised split R-hat (:func:`bayes_inr.convergence.split_rhat`, stated as
+  :func:`~bayes_inr.convergence.rhat_statement`) and bulk/tail ESS over every pixel of
+  ``posterior_predictive.image`` and over each ``posterior`` variable, the divergences
+  and the sampler's warnings (:func:`~bayes_inr.convergence.sampler_warnings`),
   a per-chain table of step size, acceptance rate, leapfrog steps and tree depth, and a
   trace figure (:func:`bayes_inr.plotting.trace_figure`) of the log density and four
   pixels (highest variance, median variance, the centre, the worst R-hat or ESS).
@@ -49,17 +51,20 @@ import xarray as xr
 from . import metrics, plotting, posterior
 from .atomic import atomic_path
 from .config import MCMC
+from .convergence import (
+    ESS_LOW,
+    MIN_CHAINS,
+    ONE_CHAIN_NOTE,
+    RHAT_LIMIT,
+    rhat_statement,
+    sampler_warnings,
+    split_rhat,
+)
 from .errors import InputError
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
-
-RHAT_LIMIT = 1.01
-"""R-hat above this marks a pixel or parameter as not converged (Vehtari et al. 2021)."""
-
-ESS_LOW = 100
-"""Bulk or tail ESS below this is flagged as too few effective draws."""
 
 SCORE_COLUMNS = ("run", "method", "n_draws", "psnr", "ssim", "crps_object", "nll_object",
                  "ece_object", "pit_error_object", "coverage_90_object", "below_90_object",
@@ -98,42 +103,23 @@ class Diagnostics:
     sampler: list[dict] = field(default_factory=list)
     divergences: int = 0
     transitions: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def is_mcmc(idata) -> bool:
     """Whether a run is an MCMC run: method hmc/nuts, or sampler statistics with
     divergences."""
-    method = str(idata.posterior_predictive.attrs.get("method", "")).lower()
+    method = str(posterior.run_attrs(idata).get("method", "")).lower()
     stats = getattr(idata, "sample_stats", None)
     return method in MCMC or (stats is not None and "diverging" in stats)
 
 
-def _common_draws(idata) -> tuple[int, int | None]:
-    """Draws per chain usable by ArviZ: the shortest chain of a partial run."""
-    pp = idata.posterior_predictive
-    n = int(pp.sizes["draw"])
-    if "n_draws" in pp:
-        shortest = int(np.asarray(pp["n_draws"].values).min())
-        if shortest < n:
-            return shortest, n
-    return n, None
-
-
-def _halves(ds: xr.Dataset) -> xr.Dataset:
-    """One chain as its two halves, as two chains (R-hat of a single chain)."""
-    n = ds.sizes["draw"] // 2
-    first = ds.isel(chain=[0], draw=slice(0, n))
-    second = ds.isel(chain=[0], draw=slice(n, 2 * n)).assign_coords(draw=first["draw"],
-                                                                    chain=[1])
-    return xr.concat([first, second], dim="chain")
-
-
-def _arviz(ds: xr.Dataset, name: str, one_chain: bool) -> tuple[np.ndarray, ...]:
+def _arviz(ds: xr.Dataset, name: str) -> tuple[np.ndarray, ...]:
     """R-hat, bulk ESS and tail ESS of one variable, element-wise (NaN where undefined)."""
     data = ds[[name]]
+    rhat = split_rhat(data)[name].values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = az.rhat(_halves(data) if one_chain else data)[name].values
         bulk = az.ess(data, method="bulk")[name].values
         tail = az.ess(data, method="tail")[name].values
     return (np.asarray(rhat, dtype=np.float64), np.asarray(bulk, dtype=np.float64),
@@ -163,47 +149,40 @@ def _summary(rhat: np.ndarray, bulk: np.ndarray, tail: np.ndarray) -> dict:
 def mcmc_diagnostics(idata) -> Diagnostics | None:
     """ArviZ diagnostics of an MCMC run (None for any other run).
 
-    R-hat is ArviZ's rank-normalised split R-hat (:func:`arviz.rhat`); with a single
-    chain it is computed on the chain's two halves taken as two chains (a check of
-    stationarity within the chain, not of agreement between chains). Bulk and tail ESS
-    (:func:`arviz.ess`) are over all chains. A partial run (chains of unequal length)
-    is cut to its shortest chain.
+    R-hat is :func:`bayes_inr.convergence.split_rhat` (ArviZ's rank-normalised split
+    R-hat; with a single chain that of the chain's two halves taken as two chains: a
+    check of stationarity within the chain, not of agreement between chains). Bulk and
+    tail ESS (:func:`arviz.ess`) are over all chains. A partial run (chains of unequal
+    length) is cut to its shortest chain (:func:`bayes_inr.posterior.trim_partial`).
     """
     if not is_mcmc(idata):
         return None
-    draws, full = _common_draws(idata)
-    pp = idata.posterior_predictive[["image"]].isel(draw=slice(0, draws))
-    chains = int(pp.sizes["chain"])
+    full = int(idata.posterior_predictive.sizes["draw"])
+    idata = posterior.trim_partial(idata)
+    pp = idata.posterior_predictive[["image"]]
+    chains, draws = int(pp.sizes["chain"]), int(pp.sizes["draw"])
     notes = []
-    if full is not None:
+    if draws < full:
         notes.append(f"a partial run: every chain is cut to the shortest chain's {draws} "
                      f"of {full} draws for the diagnostics")
-    one_chain = chains == 1
-    if one_chain:
-        notes.append("one chain: R-hat between chains is undefined; the R-hat shown is "
-                     "ArviZ's split R-hat of the chain's two halves taken as two chains "
-                     "(stationarity within the chain only)")
+    if chains < MIN_CHAINS:
+        notes.append(ONE_CHAIN_NOTE)
     if draws < 8:
         notes.append(f"only {draws} draws per chain: R-hat and ESS are unreliable")
     logger = logging.getLogger("arviz")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "shape validation failed" for very short chains
     try:
-        rhat, bulk, tail = _arviz(pp, "image", one_chain)
-        params = []
+        rhat, bulk, tail = _arviz(pp, "image")
         post = getattr(idata, "posterior", None)
-        if post is not None:
-            for name in post.data_vars:
-                ds = post[[name]].isel(draw=slice(0, draws))
-                row = _summary(*_arviz(ds, name, one_chain))
-                params.append({"variable": str(name), **row})
+        params = [{"variable": str(name), **_summary(*_arviz(post, name))}
+                  for name in (post.data_vars if post is not None else ())]
     finally:
         logger.setLevel(level)
 
     sampler, divergences, transitions = [], 0, 0
     stats = getattr(idata, "sample_stats", None)
     if stats is not None:
-        stats = stats.isel(draw=slice(0, draws))
         for chain in [*range(chains), None] if chains > 1 else [0]:
             sub = stats if chain is None else stats.isel(chain=chain)
             row: dict = {"chain": "all" if chain is None else str(chain)}
@@ -224,7 +203,8 @@ def mcmc_diagnostics(idata) -> Diagnostics | None:
             transitions = sum(row["draws"] for row in sampler[:chains])
     return Diagnostics(chains=chains, draws=draws, notes=notes, rhat=rhat, ess_bulk=bulk,
                        ess_tail=tail, image=_summary(rhat, bulk, tail), params=params,
-                       sampler=sampler, divergences=divergences, transitions=transitions)
+                       sampler=sampler, divergences=divergences, transitions=transitions,
+                       warnings=sampler_warnings(idata))
 
 
 def trace_pixels(idata, diag: Diagnostics) -> dict[str, tuple[int, int]]:
@@ -413,7 +393,7 @@ def _entries(runs, labels) -> list[_Entry]:
             idata, source, stem = posterior.load(run), str(run), Path(run).stem
         else:
             idata, source = run, "(in memory)"
-            stem = str(idata.posterior_predictive.attrs.get("method", "run"))
+            stem = str(posterior.run_attrs(idata).get("method", "run"))
         label = _slug(str(labels[i]) if labels is not None else stem)
         seen[label] = seen.get(label, 0) + 1
         if seen[label] > 1:
@@ -424,7 +404,7 @@ def _entries(runs, labels) -> list[_Entry]:
 
 def _describe(entry: _Entry) -> list[str]:
     idata = entry.idata
-    attrs = idata.posterior_predictive.attrs
+    attrs = posterior.run_attrs(idata)
     image = idata.posterior_predictive["image"]
     chains, draws = int(image.sizes["chain"]), int(image.sizes["draw"])
     n = posterior.image_draws(idata).shape[0]
@@ -458,7 +438,7 @@ def _scores(entries: list[_Entry]) -> list[dict]:
         if _has_truth(entry.idata):
             row.update(metrics.score(entry.idata))
         else:
-            row["method"] = entry.idata.posterior_predictive.attrs.get("method")
+            row["method"] = posterior.run_attrs(entry.idata).get("method")
             row["n_draws"] = int(posterior.image_draws(entry.idata).shape[0])
         rows.append(row)
     return rows
@@ -477,14 +457,15 @@ def _diagnostics_section(page: _Page, entry: _Entry, diag: Diagnostics, out: Pat
         verdict.append(f"bulk ESS below {ESS_LOW} on "
                        f"{100 * float((diag.ess_bulk < ESS_LOW).mean()):.1f} % of the pixels: "
                        "means and quantiles are imprecise")
-    if diag.divergences:
-        verdict.append(f"{diag.divergences} divergent transitions: the sampler missed "
-                       "regions of high curvature")
+    verdict += diag.warnings
+    if diag.chains < MIN_CHAINS:
+        verdict.append(f"one chain: R-hat cannot tell whether the run converged (run >= "
+                       f"{MIN_CHAINS} chains)")
     page.para(f"{diag.chains} chain{'s' if diag.chains > 1 else ''} x {diag.draws} draws. "
               + ("**Warnings:** " + "; ".join(verdict) + "." if verdict
                  else f"No warning: R-hat <= {RHAT_LIMIT}, bulk ESS >= {ESS_LOW} everywhere, "
-                 "no divergences."))
-    page.items(diag.notes)
+                 "no sampler warning."))
+    page.items([rhat_statement(diag.rhat, diag.chains), *diag.notes])
     undefined = (f" ({s['rhat_undefined']} pixels undefined: constant draws)"
                  if s["rhat_undefined"] else "")
     page.table(

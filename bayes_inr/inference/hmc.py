@@ -59,7 +59,7 @@ import pyro.distributions as dist
 import torch
 from pyro.infer.mcmc import HMC, MCMC, NUTS
 
-from .. import posterior
+from .. import convergence, posterior
 from ..errors import InputError, check_choice
 from ..model import CTModel, total_variation
 from ..radon import projection_matrix
@@ -443,14 +443,6 @@ class Chain:
         self.pending = []
 
 
-def representative_pixels(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The 20 fixed pixels of the diagnostics: a 4 x 5 grid over the central 3/4."""
-    rows = np.rint(np.linspace(shape[0] / 8, shape[0] * 7 / 8 - 1, 4)).astype(int)
-    cols = np.rint(np.linspace(shape[1] / 8, shape[1] * 7 / 8 - 1, 5)).astype(int)
-    ys, xs = np.meshgrid(rows, cols, indexing="ij")
-    return ys.ravel(), xs.ravel()
-
-
 class MCMCRun:
     """HMC/NUTS chains of one model: run, checkpoint, resume, InferenceData.
 
@@ -520,8 +512,11 @@ class MCMCRun:
         """The draws so far as InferenceData (None before the first kept draw).
 
         ``meta`` goes to :func:`bayes_inr.posterior.build` (``sinogram``, ``angles``,
-        ``method``, ``config``, ...). Chains without draws are left out (a partial
-        run's chains may then have different lengths: see ``posterior.build``).
+        ``method``, ``config``, ...), with the model's operator and sigma (per draw when
+        inferred): the log-likelihood, replicated sinograms and ``posterior.pixel`` (the
+        diagnostics' pixels) come with them. Chains without draws
+        are left out (a partial run's chains may then have different lengths: see
+        ``posterior.build``).
         """
         s, potential = self.settings, self.potential
         for chain in self.chains:
@@ -532,8 +527,7 @@ class MCMCRun:
         images = [np.concatenate(chain.images) for chain in started]
         stats = {name: [np.asarray(chain.stats[name]) for chain in started]
                  for name in STATS if name in started[0].stats}
-        ys, xs = representative_pixels(images[0].shape[1:])
-        draws = {"pixel": [chain_images[:, ys, xs] for chain_images in images]}
+        draws = {}
         if potential.model.infer_sigma:
             draws["sigma"] = [np.exp(np.asarray(chain.log_sigma)) for chain in started]
         if s.save_params:
@@ -543,12 +537,11 @@ class MCMCRun:
                 splits = np.cumsum([chain.draws for chain in started])[:-1]
                 draws.setdefault(name, []).extend(np.split(values, splits))
             draws.pop("log_sigma", None)
-        idata = posterior.build(images, sample_stats=stats, posterior=draws,
-                                extra_constant=self._state_arrays(), **meta)
-        labels = [f"y{y}x{x}" for y, x in zip(ys, xs, strict=True)]
-        idata = idata.rename({"pixel_dim_0": "pixel_id"}, groups="posterior")
-        return idata.assign_coords({"pixel_id": labels, "pixel_y": ("pixel_id", ys),
-                                    "pixel_x": ("pixel_id", xs)}, groups="posterior")
+        model = potential.model
+        return posterior.build(images, sample_stats=stats, posterior=draws,
+                               extra_constant=self._state_arrays(), forward=model.operator,
+                               sigma=draws["sigma"] if model.infer_sigma else model.sigma,
+                               **meta)
 
     def _state_arrays(self) -> dict:
         """The resume state as ``constant_data`` arrays (dims ``mcmc_chain``, ``param``)."""
@@ -733,8 +726,14 @@ def exact_posterior(potential: FlatPotential) -> tuple[np.ndarray, np.ndarray]:
 
 
 def diagnostics(idata, rows: int = 5) -> str:
-    """R-hat, ESS and divergences of the representative pixels, as a short table
-    (NaN where ArviZ cannot tell, e.g. for a chain that never moved)."""
+    """R-hat, ESS and divergences, as a short table and a few lines.
+
+    R-hat is :func:`bayes_inr.convergence.split_rhat` (with one chain: of its two
+    halves) of every image pixel, stated as :func:`~bayes_inr.convergence.rhat_statement`
+    says it; the table shows ``rows`` of the representative pixels (``posterior.pixel``)
+    with their R-hat and bulk/tail ESS (NaN where ArviZ cannot tell, e.g. for a chain that
+    never moved).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return _diagnostics(idata, rows)
@@ -744,7 +743,8 @@ def _diagnostics(idata, rows: int) -> str:
     import arviz as az
 
     pixels = idata.posterior["pixel"]
-    rhat = az.rhat(idata, var_names=["pixel"])["pixel"].values
+    chains = pixels.sizes["chain"]
+    rhat = convergence.split_rhat(idata.posterior[["pixel"]])["pixel"].values
     bulk = az.ess(idata, var_names=["pixel"], method="bulk")["pixel"].values
     tail = az.ess(idata, var_names=["pixel"], method="tail")["pixel"].values
     labels = pixels["pixel_id"].values
@@ -754,9 +754,11 @@ def _diagnostics(idata, rows: int) -> str:
     for i in np.linspace(0, len(labels) - 1, rows).astype(int):
         lines.append(f"{labels[i]:>10} {mean[i]:8.4f} {sd[i]:8.4f} {rhat[i]:6.3f} "
                      f"{bulk[i]:9.1f} {tail[i]:9.1f}")
+    image_rhat = convergence.split_rhat(idata.posterior_predictive[["image"]])["image"].values
+    lines.append(convergence.rhat_statement(image_rhat, chains))
     n = int(stats["diverging"].count())
-    lines.append(f"over all {len(labels)} pixels: max r_hat {np.nanmax(rhat):.3f}, "
-                 f"min ess_bulk {np.nanmin(bulk):.1f}, median ess_bulk {np.nanmedian(bulk):.1f}")
+    lines.append(f"over the {len(labels)} representative pixels: min ess_bulk "
+                 f"{np.nanmin(bulk):.1f}, median ess_bulk {np.nanmedian(bulk):.1f}")
     depth = (f", mean tree depth {float(stats['tree_depth'].mean()):.1f}"
              if "tree_depth" in stats else "")
     lines.append(f"divergences {int(stats['diverging'].sum())} of {n} draws, "
