@@ -47,8 +47,10 @@ from bayes_inr.config import FitConfig, load_config
 from bayes_inr.data import Sample, benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.ensemble import fit_ensemble
 from bayes_inr.ensemble import settings as ensemble_settings
+from bayes_inr.errors import InputError
 from bayes_inr.fit import fit
 from bayes_inr.metrics import paper_delta_ece, score
+from bayes_inr.outputs import check_output_dir
 from bayes_inr.provenance import config_hash, data_hash
 
 PAPER = Path(__file__).with_name("reference") / "table1_paper.csv"
@@ -398,6 +400,10 @@ def main() -> None:
                         "per worker); default torch's. Not part of the runs' config hashes")
     parser.add_argument("--out", type=Path, default=Path("analysis/results/table1_cpu"))
     args = parser.parse_args()
+    try:
+        check_output_dir(args.out)
+    except InputError as err:
+        parser.exit(2, f"error: {err}\n")
     profile = PROFILES[args.profile]
     if args.threads:
         profile = dataclasses.replace(profile, overrides=profile.overrides

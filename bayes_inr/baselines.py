@@ -45,6 +45,7 @@ from .atomic import atomic_path
 from .configs import shipped_dir
 from .errors import InputError, check_choice
 from .geometry import Geometry
+from .outputs import check_output, output_lock
 from .radon import PROJECTORS, RadonOperator
 
 METHODS = ("fbp", "cgls", "em", "sart", "sirt", "tv")
@@ -643,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="astra projector for the reconstructions (default linear)")
     parser.add_argument("--out", default=None,
                         help="CSV file for one row per (method, image): " + ", ".join(CSV_COLUMNS))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (refused otherwise)")
     return parser
 
 
@@ -650,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 on bad input)."""
     args = build_parser().parse_args(argv)
     try:
+        out = args.out and check_output(args.out, overwrite=args.overwrite, what="--out")
         methods = _parse_methods(args.methods)
         iterations = _parse_iterations(args.iterations)
         if args.views <= 0:
@@ -660,18 +664,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_weight("tv", args.tv_weight)
         from .data import load_benchmark
 
-        dataset = load_benchmark(args.dataset)
-        rows = evaluate(dataset, methods, args.views, args.split, iterations, args.projector,
-                        args.tv_weight, Path(args.dataset).name)
+        with output_lock(out) if out else contextlib.nullcontext():
+            dataset = load_benchmark(args.dataset)
+            rows = evaluate(dataset, methods, args.views, args.split, iterations,
+                            args.projector, args.tv_weight, Path(args.dataset).name)
+            if out:
+                write_csv(out, rows, CSV_COLUMNS)
     except (InputError, FileNotFoundError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
     print(f"{args.split} split, {args.views} views, projector {args.projector}")
     print(_table(rows, methods))
-    if args.out:
-        write_csv(args.out, rows, CSV_COLUMNS)
-        print(f"wrote {args.out}")
+    if out:
+        print(f"wrote {out}")
     return 0
 
 

@@ -74,7 +74,8 @@ class FitConfig:
     target_accept: float = _field(0.8, "hmc/nuts: target acceptance probability of warmup")
     save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")
     checkpoint_every: int = _field(100, "hmc/nuts: write the output file every this many "
-                                   "kept draws")
+                                   "kept draws; map/bbb/mcd: write the training state to "
+                                   ".OUT.ckpt every this many steps (for --resume)")
     members: int = _field(5, "ensemble: number of members (independent fits; member k has "
                           "seed + k)")
     member_inference: str = _field("mcd", "ensemble: inference of every member: map, bbb or mcd")

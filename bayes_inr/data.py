@@ -29,7 +29,9 @@ from .atomic import atomic_path
 from .errors import InputError, check_choice, check_finite
 from .geometry import Geometry
 from .images import DEFAULT_HU_WINDOW
+from .outputs import check_output, output_lock
 from .phantoms import random_phantom
+from .resources import check_memory
 
 PROTOCOLS = ("fine", "same")
 SPLITS = {"val": range(0, 5), "test": range(5, 10)}
@@ -72,9 +74,9 @@ def project_truth(image: np.ndarray, geometry: Geometry, protocol: str = "fine",
     check_finite("image", image)
     if image.ndim != 2 or image.shape[0] != image.shape[1]:
         raise InputError(f"image must be square 2-D, got shape {image.shape}")
-    if protocol == "same":
-        from .radon import projection_matrix
+    from .radon import projection_matrix, view_blocks
 
+    if protocol == "same":
         geometry.check_image(image)
         return (projection_matrix(geometry, projector) @ image.ravel()).reshape(
             geometry.sino_shape).astype(np.float32)
@@ -82,14 +84,17 @@ def project_truth(image: np.ndarray, geometry: Geometry, protocol: str = "fine",
     if rest or factor < 2:
         raise InputError(f"protocol 'fine' needs an image k times finer than {geometry.size} "
                          f"(k >= 2), got {image.shape[0]}")
-    vol, proj = geometry.astra_geometries(supersample=factor)
-    pid = astra.create_projector(projector, proj, vol)
-    try:
-        sid, sino = astra.create_sino(image, pid)
-        astra.data2d.delete(sid)
-    finally:
-        astra.projector.delete(pid)
-    return (sino * (geometry.pixel_size / factor)).astype(np.float32)
+    blocks = []  # a few views per astra call, so that a signal handler runs in between
+    for views in view_blocks(geometry, 2 * factor * geometry.size * geometry.n_detectors):
+        vol, proj = geometry.astra_geometries(supersample=factor, views=views)
+        pid = astra.create_projector(projector, proj, vol)
+        try:
+            sid, sino = astra.create_sino(image, pid)
+            astra.data2d.delete(sid)
+        finally:
+            astra.projector.delete(pid)
+        blocks.append(sino)
+    return (np.concatenate(blocks) * (geometry.pixel_size / factor)).astype(np.float32)
 
 
 def add_noise(sinogram: np.ndarray, snr_db: float | None = None, sigma: float | None = None,
@@ -138,6 +143,7 @@ def phantom_images(phantom_id: int, size: int = 128, seed: int = 0, supersample:
     The phantom is rendered on the ``supersample`` = k times finer grid (2 x 2 point
     samples per fine pixel) and block-averaged to the truth, so the two agree exactly.
     """
+    check_memory(size, points=2 * supersample)
     fine = random_phantom((seed, phantom_id), size * supersample, supersample=2)
     return fine.reshape(size, supersample, size, supersample).mean(axis=(1, 3)), fine
 
@@ -366,6 +372,8 @@ def main(argv=None) -> int:
                              "(defaults: views 20 60, 40 dB noise, data/real_SIZE.nc)")
     parser.add_argument("--out", type=Path,
                         help="output file (default data/benchmark_SIZE.nc or data/real_SIZE.nc)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (refused otherwise)")
     parser.add_argument("--size", type=int, default=128, help="image side N (default 128)")
     parser.add_argument("--views", type=int, nargs="+", default=None,
                         help="view counts to simulate (default 5 20; --real: 20 60)")
@@ -383,21 +391,26 @@ def main(argv=None) -> int:
     try:
         if any(v <= 0 for v in views) or args.size <= 0 or args.supersample < 2:
             raise InputError("--size and --views must be positive and --supersample >= 2")
-        if args.real:
-            if args.phantoms is not None:
-                raise InputError("--phantoms does not apply to --real")
-            snr = 40.0 if args.noise_snr is None else args.noise_snr
-            dataset = build_real_benchmark(args.size, tuple(views), args.seed, args.supersample,
-                                           snr, protocol=args.protocol)
-            what = f"{dataset.sizes['phantom']} real CT slices"
-        else:
-            n = 10 if args.phantoms is None else args.phantoms
-            dataset = build_benchmark(args.size, tuple(views), n, args.seed,
-                                      args.supersample, protocol=args.protocol,
-                                      snr_db=args.noise_snr)
-            what = f"{n} phantoms"
+        if args.real and args.phantoms is not None:
+            raise InputError("--phantoms does not apply to --real")
         stem = "real" if args.real else "benchmark"
-        out = write_dataset(dataset, args.out or Path(f"data/{stem}_{args.size}.nc"))
+        out = check_output(args.out or Path(f"data/{stem}_{args.size}.nc"),
+                           overwrite=args.overwrite, what="--out")
+        check_memory(args.size, max(views) if args.protocol == "same" else 0,
+                     points=2 * args.supersample)
+        with output_lock(out):
+            if args.real:
+                snr = 40.0 if args.noise_snr is None else args.noise_snr
+                dataset = build_real_benchmark(args.size, tuple(views), args.seed,
+                                               args.supersample, snr, protocol=args.protocol)
+                what = f"{dataset.sizes['phantom']} real CT slices"
+            else:
+                n = 10 if args.phantoms is None else args.phantoms
+                dataset = build_benchmark(args.size, tuple(views), n, args.seed,
+                                          args.supersample, protocol=args.protocol,
+                                          snr_db=args.noise_snr)
+                what = f"{n} phantoms"
+            write_dataset(dataset, out)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

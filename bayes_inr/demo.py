@@ -20,6 +20,8 @@ from .data import phantom_sample
 from .errors import InputError
 from .fit import fit
 from .metrics import calibration_table, score, score_table
+from .outputs import check_output_dir, output_lock
+
 
 def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
         config: FitConfig | None = None) -> list[dict]:
@@ -50,7 +52,8 @@ def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bayes_inr.demo", description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"),
+                        help="output folder (created; the demo's files in it are replaced)")
     parser.add_argument("--views", type=int, default=20, help="number of views")
     parser.add_argument("--size", type=int, default=128, help="image side N")
     parser.add_argument("--phantom", type=int, default=0, help="built-in phantom id")
@@ -59,11 +62,14 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="override the config's optimisation steps")
     args = parser.parse_args(argv)
     try:
+        check_output_dir(args.out)
         overrides = {"steps": args.steps} if args.steps else {}
         name = args.config or f"mcd_{args.views}"
         config = (load_config(name, **overrides) if args.config or name in shipped("")
                   else FitConfig(inference="mcd", **overrides))
-        rows = run(args.out, args.views, args.size, args.phantom, config)
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # for the lock beside --out
+        with output_lock(args.out):
+            rows = run(args.out, args.views, args.size, args.phantom, config)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

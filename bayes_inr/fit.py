@@ -6,6 +6,7 @@
     python -m bayes_inr.fit --sinogram sino.npy --size 128 --config models/mcd_20.toml
     python -m bayes_inr.fit --inference nuts --size 64 --chains 4 --draws 500 --out nuts.nc
     python -m bayes_inr.fit --resume nuts.nc                           # after an interruption
+    python -m bayes_inr.fit --resume run.nc                            # an mcd fit: .run.nc.ckpt
     python -m bayes_inr.fit --inference hmc --model gop --tv-weight 30 --out gop.nc
     python -m bayes_inr.fit --inference ensemble --members 5 --workers 2 --out de5.nc
     python -m bayes_inr.fit --member-configs models/mcd_cpu_top1.toml models/mcd_cpu_top2.toml
@@ -38,12 +39,21 @@ from .gop import gop_model
 from .images import load_image, npy_error
 from .inference import hmc
 from .inference.guides import DropoutGuide
-from .inference.svi import DivergenceError, draw_images, fit_svi
+from .inference.svi import (
+    DivergenceError,
+    checkpoint_path,
+    draw_images,
+    fit_svi,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .inr import INR
 from .metrics import calibration_table, score, score_table
 from .model import CTModel
 from .outputs import check_output, output_lock
+from .provenance import config_hash, data_hash
 from .radon import RadonOperator
+from .resources import check_memory
 from .workers import raise_interrupt, rerun_command
 
 DEFAULT_SIGMA = 0.01
@@ -65,6 +75,7 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
     """
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda requested but torch sees no CUDA device")
+    check_model_memory(config, sample.geometry)
     operator = RadonOperator(sample.geometry, device=config.device)
     sinogram = torch.as_tensor(sample.sinogram)
     if config.model == "gop":
@@ -78,8 +89,18 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
                    dropout, config.dropout_scope)
 
 
+def check_model_memory(config: FitConfig, geometry: Geometry) -> None:
+    """Refuse (:class:`InputError`) a model of ``config`` whose projection operator and
+    network activations for ``geometry`` would not fit in memory
+    (:func:`bayes_inr.resources.check_memory`)."""
+    check_memory(geometry.size, geometry.n_views, detectors=geometry.n_detectors,
+                 depth=config.depth, width=0 if config.model == "gop" else config.width,
+                 batch=config.particles)
+
+
 def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
-        out: Path | None = None, resume: az.InferenceData | None = None) -> az.InferenceData:
+        out: Path | None = None, resume: az.InferenceData | dict | None = None
+        ) -> az.InferenceData:
     """Fit ``config`` to ``sample`` and return its draws as InferenceData.
 
     ``prior`` optionally replaces ``config.prior`` with a Python prior (see
@@ -93,6 +114,14 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
     file's InferenceData: its chains continue from their last kept draws (its
     configuration must be ``config``, up to :data:`RESUME_MAY_CHANGE`).
 
+    map/bbb/mcd with ``out`` checkpoint their training state to ``.OUT.ckpt``
+    (:func:`~bayes_inr.inference.svi.checkpoint_path`; a fresh fit first removes one
+    left there) after step 1, every ``config.checkpoint_every`` steps, after the last
+    step and on SIGINT/SIGTERM (then KeyboardInterrupt is raised); the finished fit is
+    saved to ``out`` and the checkpoint removed. ``resume`` is such a checkpoint
+    (:func:`~bayes_inr.inference.svi.load_checkpoint`) of ``config`` and ``sample``:
+    the fit continues bit-identically (same device and thread count).
+
     ``inference="ensemble"`` fits the members of :func:`bayes_inr.ensemble.fit_ensemble`.
     """
     if config.inference == "ensemble":
@@ -100,11 +129,19 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
             raise InputError("ensemble members take their priors from their configs, "
                              "not a Python prior")
         return fit_ensemble(sample, config, progress=progress)
+    if resume is not None and not isinstance(resume, az.InferenceData if config.inference
+                                             in MCMC else dict):
+        raise InputError(f"{config.inference} resumes from "
+                         + ("its run file" if config.inference in MCMC else "its checkpoint"))
     if config.threads:
         torch.set_num_threads(config.threads)
     pyro.set_rng_seed(config.seed)
     start = time.perf_counter()
-    model = build_model(sample, config, prior)
+    try:
+        model = build_model(sample, config, prior)
+    except KeyboardInterrupt:
+        print("interrupted while building the model: nothing saved", file=sys.stderr)
+        raise
     record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
                                            "prior_used": model.prior.describe(),
                                            "threads_used": torch.get_num_threads()}
@@ -113,27 +150,88 @@ def fit(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
         {} if prior is None else {"prior_used": record["prior_used"]})
     if config.inference in MCMC:
         return _fit_mcmc(sample, config, model, record, settings, start, progress, out, resume)
+    return _fit_svi(sample, config, model, record, settings, start, progress, out, resume)
+
+
+def _fit_svi(sample: Sample, config: FitConfig, model: CTModel, record: dict, hashed: dict,
+             start: float, progress: bool, out: Path | None,
+             resume: dict | None) -> az.InferenceData:
+    """map/bbb/mcd: one guide trained by SVI, checkpointed to ``.OUT.ckpt``
+    (:func:`~bayes_inr.inference.svi.checkpoint_path`), which is removed once ``out``
+    holds the finished run."""
     if resume is not None:
-        raise InputError("only hmc/nuts runs can be resumed")
-    init = model.init_params(config.seed)
+        check_svi_resumable(resume, record, sample)
+    checkpoint = None if out is None else checkpoint_path(out)
+    if checkpoint is not None and resume is None:
+        checkpoint.unlink(missing_ok=True)  # a fresh fit: an earlier fit's state goes
+    earlier = 0.0 if resume is None else float(resume["wall_time"])
+    saved = [] if resume is None else [resume["step"]]  # steps now in the checkpoint
+    run = {"config": json.loads(json.dumps(record)), "config_hash": config_hash(hashed),
+           "data_hash": sample_hash(sample), "sample": _sample_state(sample)}
+
+    def save(state: dict) -> None:
+        save_checkpoint(state | run | {"wall_time": earlier + time.perf_counter() - start},
+                        checkpoint)
+        saved.append(state["step"])
+
     try:
-        result = fit_svi(model, config.inference, init, steps=config.steps, lr=config.lr,
-                         lr_final=config.lr_final,
-                         kl_factor=config.kl_factor, init_scale=config.init_scale,
-                         particles=config.particles, progress=progress)
-    except DivergenceError as err:
-        print(f"warning: {err}", file=sys.stderr)
-        result = err.result
-        record["diverged_at_step"] = err.step
-    images = draw_images(model, result.guide, config.draws)
+        try:
+            result = fit_svi(model, config.inference, model.init_params(config.seed),
+                             steps=config.steps, lr=config.lr, lr_final=config.lr_final,
+                             kl_factor=config.kl_factor, init_scale=config.init_scale,
+                             particles=config.particles, checkpoint_every=config.checkpoint_every,
+                             checkpoint=save if checkpoint is not None else None, resume=resume,
+                             progress=progress)
+        except DivergenceError as err:
+            print(f"warning: {err}", file=sys.stderr)
+            result = err.result
+            record["diverged_at_step"] = err.step
+        images = draw_images(model, result.guide, config.draws)
+    except KeyboardInterrupt:
+        if saved and checkpoint is not None:
+            print(f"interrupted after step {saved[-1]} of {config.steps}: the fit so far is in "
+                  f"{checkpoint}; continue with: python -m bayes_inr.fit --resume {out}",
+                  file=sys.stderr)
+        else:
+            print("interrupted before the first step ended: nothing saved", file=sys.stderr)
+        raise
     record |= {"steps_done": result.steps, "seconds_per_step": result.seconds_per_step,
                "train_seconds": result.seconds}
-    return posterior.build(
+    idata = posterior.build(
         images[None], sinogram=sample.sinogram, angles=sample.geometry.angles,
         method=config.inference, config=record, ground_truth=sample.ground_truth,
-        seed=config.seed, wall_time=time.perf_counter() - start, device=config.device,
-        extra_constant={"loss": (("step",), np.asarray(result.losses))}, settings=settings,
-        forward=model.operator, sigma=_guide_sigma(model, result.guide))
+        seed=config.seed, wall_time=earlier + time.perf_counter() - start,
+        device=config.device, extra_constant={"loss": (("step",), np.asarray(result.losses))},
+        settings=hashed, forward=model.operator, sigma=_guide_sigma(model, result.guide))
+    if checkpoint is not None:
+        posterior.save(idata, out)
+        checkpoint.unlink(missing_ok=True)
+    return idata
+
+
+def sample_hash(sample: Sample) -> str:
+    """The data hash of ``sample`` (:func:`bayes_inr.provenance.data_hash`), as run files
+    record it: sinogram, angles, ground truth."""
+    return data_hash(sample.sinogram, sample.geometry.angles, sample.ground_truth)
+
+
+def _sample_state(sample: Sample) -> dict:
+    """``sample`` as plain values and tensors, for a checkpoint (:func:`svi_resume_inputs`)."""
+    truth = sample.ground_truth
+    return {"sinogram": torch.from_numpy(np.array(sample.sinogram, dtype=np.float32)),
+            "ground_truth": None if truth is None
+            else torch.from_numpy(np.array(truth, dtype=np.float32)),
+            "size": sample.geometry.size, "n_detectors": sample.geometry.n_detectors,
+            "noise_sigma": sample.noise_sigma, "name": sample.name}
+
+
+def check_svi_resumable(state: dict, record: dict, sample: Sample) -> None:
+    """Raise :class:`InputError` unless the checkpoint ``state`` is a fit of the
+    configuration ``record`` (up to :data:`RESUME_MAY_CHANGE`) on the data of ``sample``."""
+    check_resumable(state["config"], record, what="checkpoint")
+    if state["data_hash"] != sample_hash(sample):
+        raise InputError(f"the checkpoint is a fit of other data (data hash "
+                         f"{state['data_hash']} there, {sample_hash(sample)} now)")
 
 
 def _guide_sigma(model: CTModel, guide) -> float:
@@ -152,7 +250,7 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, h
     potential = hmc.FlatPotential(model)
     settings = hmc.MCMCSettings.from_config(config)
     if resume is not None:
-        check_resumable(resume, record)
+        check_resumable(posterior.config(resume), record)
         run = hmc.MCMCRun.from_inference_data(potential, settings, resume)
         earlier = float(posterior.run_attrs(resume).get("wall_time", 0.0))
     else:
@@ -191,29 +289,36 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, h
     return inference_data()
 
 
-def check_resumable(idata: az.InferenceData, record: dict) -> None:
-    """Raise :class:`InputError` unless ``idata`` is a run of the configuration ``record``
-    (the config fields, the prior and sigma used; up to :data:`RESUME_MAY_CHANGE`)."""
-    stored = posterior.config(idata)
+def check_resumable(stored: dict, record: dict, what: str = "resumed file") -> None:
+    """Raise :class:`InputError` unless ``stored`` (a run's or a checkpoint's config) is the
+    configuration ``record`` (the config fields, the prior and sigma used; up to
+    :data:`RESUME_MAY_CHANGE`)."""
     names = [f.name for f in dataclasses.fields(FitConfig)] + ["prior_used", "sigma_used"]
     current = json.loads(json.dumps({name: record[name] for name in names}))
     differ = [name for name, value in current.items()
               if name not in RESUME_MAY_CHANGE and stored.get(name) != value]
     if differ:
-        raise InputError("the resumed file is a run of another configuration: "
+        raise InputError(f"the {what} is a run of another configuration: "
                          + ", ".join(f"{name} {stored.get(name)!r} there, {current[name]!r} now"
                                      for name in differ))
 
 
-def resume_inputs(path: Path, overrides: dict) -> tuple[Sample, FitConfig, az.InferenceData]:
-    """The sample, configuration and draws of a saved hmc/nuts run to resume."""
+def resume_inputs(path: Path, overrides: dict
+                  ) -> tuple[Sample, FitConfig, az.InferenceData | dict]:
+    """The sample, configuration and saved state of a fit to resume: the checkpoint
+    ``.PATH.ckpt`` of an unfinished map/bbb/mcd fit when there is one (see
+    :func:`svi_resume_inputs`), else the draws of the hmc/nuts run file ``path``."""
+    checkpoint = checkpoint_path(path)
+    if checkpoint.exists():
+        return svi_resume_inputs(checkpoint, overrides)
+    if not Path(path).exists():
+        raise InputError(f"nothing to resume: neither {path} nor {checkpoint} exists")
     idata = posterior.load(path, trim=False)  # the padding of a partial run is resumed
     stored = posterior.config(idata)
     if stored.get("inference") not in MCMC:
-        raise InputError(f"{path} is a {stored.get('inference', 'non-hmc')} run; only hmc/nuts "
-                         "runs can be resumed")
-    names = {f.name for f in dataclasses.fields(FitConfig)}
-    config = FitConfig(**{name: stored[name] for name in names if name in stored} | overrides)
+        raise InputError(f"{path} is a finished {stored.get('inference', 'non-hmc')} run "
+                         f"(no checkpoint {checkpoint}): nothing to resume")
+    config = _stored_config(stored, overrides)
     sinogram = np.asarray(idata.observed_data["sinogram"].values)
     size = idata.posterior_predictive["image"].shape[-1]
     geometry = Geometry(int(size), sinogram.shape[0], sinogram.shape[1])
@@ -226,8 +331,28 @@ def resume_inputs(path: Path, overrides: dict) -> tuple[Sample, FitConfig, az.In
     return sample, config, idata
 
 
-def sample_from_args(args, seed: int = 0) -> Sample:
-    """The reconstruction problem the command line asks for (``seed`` seeds simulated noise)."""
+def svi_resume_inputs(checkpoint: Path, overrides: dict) -> tuple[Sample, FitConfig, dict]:
+    """The sample, configuration and training state stored in an SVI ``checkpoint``."""
+    state = load_checkpoint(checkpoint)
+    data = state["sample"]
+    geometry = Geometry(int(data["size"]), int(data["sinogram"].shape[0]),
+                        int(data["n_detectors"]))
+    truth = data["ground_truth"]
+    sample = Sample(geometry, data["sinogram"].numpy(), None if truth is None else truth.numpy(),
+                    noise_sigma=data["noise_sigma"], name=data["name"])
+    return sample, _stored_config(state["config"], overrides), state
+
+
+def _stored_config(stored: dict, overrides: dict) -> FitConfig:
+    """The :class:`FitConfig` of a stored run's config, with ``overrides``."""
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    return FitConfig(**{name: stored[name] for name in names if name in stored} | overrides)
+
+
+def sample_from_args(args, config: FitConfig) -> Sample:
+    """The reconstruction problem the command line asks for, to be fitted with ``config``
+    (its seed seeds simulated noise; a problem too large for its model is refused before
+    anything is simulated, see :func:`check_model_memory`)."""
     given = [flag for flag in ("dataset", "image", "sinogram") if getattr(args, flag)]
     if len(given) > 1:
         raise InputError(f"give one input, not {' and '.join('--' + g for g in given)}")
@@ -241,12 +366,16 @@ def sample_from_args(args, seed: int = 0) -> Sample:
         if args.image_id is None:
             raise InputError("--dataset needs --image-id")
         return benchmark_sample(load_benchmark(args.dataset), args.image_id, views or 20)
-    if args.image:
-        truth = load_image(args.image, size=args.size)
-        return simulate(truth, views or 20, seed=seed, name=Path(args.image).stem, **noise)
     if args.sinogram:
         return sinogram_sample(args.sinogram, args.size)
-    return phantom_sample(args.phantom, views or 20, args.size or 128, **noise)
+    views = views or 20
+    if args.size or not args.image:
+        check_model_memory(config, Geometry(args.size or 128, views))
+    if args.image:
+        truth = load_image(args.image, size=args.size)
+        check_model_memory(config, Geometry(truth.shape[0], views))
+        return simulate(truth, views, seed=config.seed, name=Path(args.image).stem, **noise)
+    return phantom_sample(args.phantom, views, args.size or 128, **noise)
 
 
 def sinogram_sample(path, size: int | None) -> Sample:
@@ -295,9 +424,10 @@ def parser() -> argparse.ArgumentParser:
                    help="output InferenceData file (default run.nc; with --resume that file)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out file (refused otherwise)")
-    p.add_argument("--resume", type=Path,
-                   help="continue an interrupted hmc/nuts run file (its data and configuration; "
-                        "only --threads and --checkpoint-every may change)")
+    p.add_argument("--resume", type=Path, metavar="OUT",
+                   help="continue an interrupted fit from its data and configuration (only "
+                        "--threads and --checkpoint-every may change): the checkpoint .OUT.ckpt "
+                        "of a map/bbb/mcd fit if there is one, else the hmc/nuts run file OUT")
     p.add_argument("--member-configs", type=Path, nargs="+", metavar="TOML",
                    help="ensemble members, one TOML config each (e.g. the top N of a sweep, "
                         "python -m bayes_inr.sweep --rank); implies --inference ensemble")
@@ -316,6 +446,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_checkpoint(out: Path, resume: Path | None, overwrite: bool) -> None:
+    """Raise :class:`InputError` when an unfinished map/bbb/mcd fit's checkpoint
+    ``.OUT.ckpt`` would be lost (a fresh run without ``overwrite``) or left behind (a
+    resume into another file)."""
+    checkpoint = checkpoint_path(out)
+    if resume is None and checkpoint.exists() and not overwrite:
+        raise InputError(f"{checkpoint} holds an unfinished fit: continue it with --resume "
+                         f"{out}, or pass --overwrite to start over")
+    if resume is not None and checkpoint_path(resume).exists() and \
+            out.resolve() != resume.resolve():
+        raise InputError("an unfinished map/bbb/mcd fit continues into its own file: "
+                         f"drop --out {out}")
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)
@@ -328,6 +472,7 @@ def main(argv=None) -> int:
         resuming_in_place = args.resume is not None and out.resolve() == args.resume.resolve()
         check_output(out, overwrite=args.overwrite, exists_ok=resuming_in_place, what="--out")
         held.enter_context(output_lock(out))
+        check_checkpoint(out, args.resume, args.overwrite)
         if args.resume:
             inputs = [f"--{name}" for name in ("config", "dataset", "image", "sinogram", "views",
                                                "size", "noise_snr") if getattr(args, name)]
@@ -346,21 +491,20 @@ def main(argv=None) -> int:
                                      f"{len(members)} --member-configs")
             config = (load_config(args.config, **overrides) if args.config
                       else FitConfig(**overrides))
-            sample, resumed = sample_from_args(args, config.seed), None
+            sample, resumed = sample_from_args(args, config), None
         mcmc = config.inference in MCMC
         if mcmc:
             print(f"{config.inference}: {config.chains} chain(s) of {config.warmup} warmup + "
                   f"{config.draws} x {config.thin} transitions, "
                   f"{config.threads or torch.get_num_threads()} torch "
                   f"thread(s), device {config.device}", flush=True)
-        told = config.inference in (*MCMC, "ensemble")
+        told = True  # fit and fit_ensemble say what they kept
         if config.inference == "ensemble":  # finished members wait in OUT.members/
             idata = fit_ensemble(sample, config, members, progress=not args.quiet,
                                  store=members_dir(out), rerun="continue with: "
                                  + rerun_command("bayes_inr.fit", argv))
         else:
-            idata = fit(sample, config, progress=not args.quiet, out=out if mcmc else None,
-                        resume=resumed)
+            idata = fit(sample, config, progress=not args.quiet, out=out, resume=resumed)
         posterior.save(idata, out)
         if config.inference == "ensemble":
             shutil.rmtree(members_dir(out))

@@ -24,6 +24,11 @@ def default_detectors(size: int) -> int:
     return math.ceil(math.sqrt(2.0) * size) + 1
 
 
+MAX_VIEWS_PER_DETECTOR = 8
+"""Views beyond this many per detector are refused: about pi/2 D views already sample
+every detector's angular frequencies (Nyquist), so 8 D is five times oversampled."""
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Parallel-beam geometry.
@@ -52,6 +57,10 @@ class Geometry:
             object.__setattr__(self, "n_detectors", default_detectors(self.size))
         if self.n_detectors <= 0:
             raise InputError(f"n_detectors must be positive, got {self.n_detectors}")
+        if self.n_views > MAX_VIEWS_PER_DETECTOR * self.n_detectors:
+            raise InputError(f"{self.n_views} views for {self.n_detectors} detectors is more "
+                             f"than {MAX_VIEWS_PER_DETECTOR} views per detector (full angular "
+                             f"sampling needs about {math.ceil(math.pi / 2 * self.n_detectors)})")
         angles = np.linspace(0.0, np.pi, self.n_views, endpoint=False)
         object.__setattr__(self, "angles", angles)
 
@@ -78,17 +87,20 @@ class Geometry:
         """Detector-centre offsets ``s`` in image units, shape (D,)."""
         return (np.arange(self.n_detectors) - (self.n_detectors - 1) / 2) * self.pixel_size
 
-    def astra_geometries(self, supersample: int = 1) -> tuple[dict, dict]:
+    def astra_geometries(self, supersample: int = 1, views: slice = slice(None)
+                         ) -> tuple[dict, dict]:
         """astra volume and projection geometries (astra's unit-pixel convention).
 
         With ``supersample = k`` the volume has kN x kN pixels and the detectors are
-        ``k`` fine pixels wide, so rays fall on the same physical positions.
+        ``k`` fine pixels wide, so rays fall on the same physical positions. ``views``
+        selects some of the angles (a block of the projection matrix's rows).
         """
         import astra
 
         vol = astra.create_vol_geom(self.size * supersample, self.size * supersample)
         proj = astra.create_proj_geom(
-            "parallel", float(supersample), self.n_detectors, self.angles.astype(np.float64)
+            "parallel", float(supersample), self.n_detectors,
+            self.angles[views].astype(np.float64)
         )
         return vol, proj
 

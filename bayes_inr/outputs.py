@@ -1,11 +1,21 @@
 """Output paths checked before any work, and one writer per output at a time.
 
-Policy (every CLI): an output path must not be a directory, its directory must exist
-and be writable, and an existing output is refused unless the user passes
-``--overwrite`` (resuming a run writes to its own file). While a run works towards an
-output it holds a lock file beside it (``.NAME.lock``, holding the process id); a second
-run for the same path is refused with one line. A lock left by a process that no longer
-exists (a SIGKILL) is taken over.
+Policy, per command line tool (every check runs before any work):
+
+- an output **file** (``fit --out``, ``data --out``, ``baselines --out``;
+  :func:`check_output`): not a directory, its directory exists and is writable, and an
+  existing file is refused unless the user passes ``--overwrite`` (``fit --resume``
+  writes to the file it resumes). An unfinished map/bbb/mcd fit's checkpoint
+  ``.OUT.ckpt`` is refused likewise (continue it with ``--resume``, or ``--overwrite``).
+- an output **directory** (``report --out``, ``demo --out``, ``analysis/table1.py
+  --out``; :func:`check_output_dir`): not a file, and created with its missing parents
+  inside a writable directory. The tool owns the files it writes there: a rerun replaces
+  them (a report or demo is regenerated from its inputs; table1 reuses the runs whose
+  hashes match); other files are left alone.
+
+While a run works towards an output it holds a lock file beside it (``.NAME.lock``,
+holding the process id); a second run for the same path is refused with one line. A lock
+left by a process that no longer exists (a SIGKILL) is taken over.
 """
 
 from __future__ import annotations
@@ -35,6 +45,20 @@ def check_output(path, *, overwrite: bool = False, exists_ok: bool = False,
                          "another path")
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{what} {path} is not writable")
+    return path
+
+
+def check_output_dir(path, what: str = "--out") -> Path:
+    """Raise :class:`InputError` unless ``path`` is a writable directory or can be made
+    one (with its missing parents); returns it as a Path. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file; give a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())  # "." or "/" at last
+    if not existing.is_dir():
+        raise InputError(f"{what} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {path}: directory {existing} is not writable")
     return path
 
 

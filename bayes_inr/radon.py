@@ -19,17 +19,44 @@ import torch
 
 from .errors import InputError, check_choice
 from .geometry import Geometry
+from .resources import check_memory
 
 PROJECTORS = ("linear", "strip", "line")
 
 
+BLOCK_NONZEROS = 2**22
+"""Work (estimated nonzeros, or ray-pixel steps) of one block of views handed to one astra
+call: astra's loops run in C, and between blocks a Python signal handler (SIGTERM in
+``bayes_inr.fit``) gets to run, so a build or a projection stops promptly."""
+
+
+def view_blocks(geometry: Geometry, per_view: int) -> list[slice]:
+    """Consecutive blocks of the views of ``geometry``, about :data:`BLOCK_NONZEROS` work
+    each at ``per_view`` per view."""
+    step = max(1, BLOCK_NONZEROS // per_view)
+    return [slice(start, start + step) for start in range(0, geometry.n_views, step)]
+
+
 @functools.lru_cache(maxsize=16)
 def projection_matrix(geometry: Geometry, projector: str = "linear") -> sp.csr_matrix:
-    """The (V D) x (N N) projection matrix of ``geometry`` in package units (cached)."""
+    """The (V D) x (N N) projection matrix of ``geometry`` in package units (cached).
+
+    Refused with :class:`InputError` when it would not fit in memory
+    (:func:`bayes_inr.resources.check_memory`); built in blocks of views
+    (:func:`view_blocks`).
+    """
+    check_choice("projector", projector, PROJECTORS)
+    check_memory(geometry.size, geometry.n_views, detectors=geometry.n_detectors)
+    blocks = [_matrix_block(geometry, projector, views)
+              for views in view_blocks(geometry, 2 * geometry.size * geometry.n_detectors)]
+    return sp.vstack(blocks, format="csr", dtype=np.float32)
+
+
+def _matrix_block(geometry: Geometry, projector: str, views: slice) -> sp.csr_matrix:
+    """The rows of the views ``views`` of the projection matrix (astra, package units)."""
     import astra
 
-    check_choice("projector", projector, PROJECTORS)
-    vol, proj = geometry.astra_geometries()
+    vol, proj = geometry.astra_geometries(views=views)
     pid = astra.create_projector(projector, proj, vol)
     mid = astra.projector.matrix(pid)
     try:

@@ -61,6 +61,7 @@ from .convergence import (
     split_rhat,
 )
 from .errors import InputError
+from .outputs import check_output_dir, output_lock
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -608,7 +609,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN.nc",
                    help="InferenceData files written by bayes_inr (fit, demo, baselines)")
     p.add_argument("--out", type=Path, default=Path("report"),
-                   help="output folder (created if missing)")
+                   help="output folder (created if missing; the report's files in it are "
+                        "replaced)")
     p.add_argument("--label", action="append", dest="labels", metavar="NAME",
                    help="name of a run, once per run in order (default: the file stems)")
     p.add_argument("--title", help="page title")
@@ -618,7 +620,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        target = report(args.runs, args.out, labels=args.labels, title=args.title)
+        check_output_dir(args.out)
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # for the lock beside --out
+        with output_lock(args.out):
+            target = report(args.runs, args.out, labels=args.labels, title=args.title)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -212,6 +212,7 @@ def fake_benchmark(monkeypatch):
 def test_cli_scores_a_split_and_writes_csv(tmp_path, capsys, fake_benchmark):
     """The CLI on a stand-in dataset (the loader and metrics are faked)."""
     out = tmp_path / "sub" / "results.csv"
+    out.parent.mkdir()  # an output file's directory must exist (bayes_inr.outputs)
     code = main(["--dataset", "whatever.nc", "--views", "20", "--split", "test",
                  "--methods", "fbp,sirt", "--iterations", "sirt=30", "--out", str(out)])
     printed = capsys.readouterr().out
@@ -437,7 +438,8 @@ def test_cli_tv_settings_and_overrides(tmp_path, capsys, fake_benchmark):
         ("tv", str(chosen.iterations), chosen.weight)] * 2
     assert all(float(r["psnr"]) > 40 for r in rows)
     assert main(["--dataset", "somewhere/benchmark_128.nc", "--split", "val", "--methods", "tv",
-                 "--tv-weight", "0.002", "--iterations", "tv=30", "--out", str(out)]) == 0
+                 "--tv-weight", "0.002", "--iterations", "tv=30", "--out", str(out),
+                 "--overwrite"]) == 0
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["iterations"], float(r["weight"])) for r in rows] == [("30", 0.002)] * 2
