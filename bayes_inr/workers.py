@@ -15,7 +15,9 @@ propagates to the caller.
 
 Stopping: when the caller stops iterating (an exception, a KeyboardInterrupt, or closing
 the generator), running and pending tasks are stopped: local worker processes are
-terminated (killed after :data:`GRACE` seconds), Ray tasks cancelled with ``force``. A
+terminated (killed after :data:`GRACE` seconds), Ray tasks cancelled with ``force`` and a
+Ray instance started here shut down (SIGTERM keeps the caller's handler, not the one
+``ray.init`` installs, which aborts). A
 local worker ignores SIGINT (the caller decides) and exits by itself within
 :data:`WATCH_INTERVAL` seconds once its parent process is gone (a watchdog thread on the
 parent's pid; portable, and unlike Linux's ``PR_SET_PDEATHSIG`` it does not depend on
@@ -210,6 +212,7 @@ def _stop_workers(pool: list[tuple[multiprocessing.Process, Connection]]) -> Non
 
 
 def _pool_tasks(function, tasks, workers, threads):
+    """:func:`run_tasks` on ``workers`` spawned processes, stopped however it ends."""
     todo = list(enumerate(tasks))[::-1]  # pop() hands tasks out in order
     pool: list[tuple[multiprocessing.Process, Connection]] = []
     running: dict[Connection, int] = {}  # a busy worker's pipe -> its task index
@@ -217,8 +220,9 @@ def _pool_tasks(function, tasks, workers, threads):
     def hand_out(connection: Connection) -> None:
         if todo:
             index, task = todo.pop()
-            connection.send(task)
             running[connection] = index
+            with contextlib.suppress(OSError):  # a dead worker: its pipe's EOF reports it
+                connection.send(task)
 
     try:
         _start_workers(pool, function, workers, threads)
@@ -240,12 +244,27 @@ def _pool_tasks(function, tasks, workers, threads):
         _stop_workers(pool)
 
 
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """Restore this process's SIGTERM handler after the block: ``ray.init`` installs its
+    own, with which a SIGTERM aborts the driver (exit 134) instead of stopping it."""
+    handler = signal.getsignal(signal.SIGTERM)
+    main = threading.current_thread() is threading.main_thread()
+    try:
+        yield
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
 def _ray_tasks(function, tasks, workers, threads, address):
+    """:func:`run_tasks` as Ray tasks; pending ones are force-cancelled however it ends."""
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
         local = {"num_cpus": workers * threads} if address is None else {}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        with _keeping_sigterm_handler():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     remote = ray.remote(num_cpus=threads)(call_with_threads)
     pending = {remote.remote(function, threads, task): i for i, task in enumerate(tasks)}
     try:

@@ -1,8 +1,12 @@
 """Signals: an interrupted ensemble, sweep or MAP warm start stops its workers at once,
-leaves no process behind, keeps its finished work and says how to continue."""
+leaves no process behind, keeps its finished work and says how to continue.
+
+The tests that spawn torch workers are marked slow (``pytest -m slow tests/test_signals.py``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -87,12 +91,26 @@ def workers_of(pid: int) -> set[int]:
     return found
 
 
-def start(module: str, args: list[str], cwd: Path) -> subprocess.Popen:
-    """``python -m module args`` in its own session (stdout, stderr to files in ``cwd``)."""
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
-        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                                stdout=out, stderr=err, start_new_session=True)
+@pytest.fixture
+def start():
+    """``start(module, args, cwd)``: ``python -m module args`` in its own session (stdout,
+    stderr to files in ``cwd``); whatever is left of its process group is killed at the
+    end of the test, so that a failing test leaves nothing running either."""
+    groups = []
+
+    def launch(module: str, args: list[str], cwd: Path) -> subprocess.Popen:
+        env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
+            process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd,
+                                       env=env, stdout=out, stderr=err,
+                                       start_new_session=True)
+        groups.append(process.pid)
+        return process
+
+    yield launch
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
 
 
 def wait_for(condition, what: str, process: subprocess.Popen | None = None) -> None:
@@ -113,18 +131,16 @@ def interrupt(process: subprocess.Popen, sig=signal.SIGTERM, group: bool = False
         os.killpg(process.pid, sig)
     else:
         process.send_signal(sig)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=EXIT_WITHIN + 20)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
     return below, time.monotonic() - sent
 
 
-def one_message(cwd: Path) -> str:
-    """The one line the interrupted command wrote to stderr (progress bars aside)."""
+def one_message(cwd: Path, ignore: tuple[str, ...] = ("step/s", "s/step")) -> str:
+    """The one line the interrupted command wrote to stderr, but for lines holding one of
+    ``ignore`` (progress bars)."""
     lines = [line for line in (cwd / "stderr.txt").read_text().splitlines()
-             if line.strip() and "step/s" not in line and "s/step" not in line]
+             if line.strip() and not any(text in line for text in ignore)]
     assert len(lines) == 1 and lines[0].startswith("interrupted"), lines
     return lines[0]
 
@@ -162,8 +178,9 @@ def test_the_process_checks_see_a_left_over_process(tmp_path):
     assert not alive(below)
 
 
+@pytest.mark.slow  # spawns torch workers: 60-80 s on a loaded 2-core machine
 def test_ensemble_sigterm_keeps_finished_members_and_the_rerun_fits_the_rest(
-        tmp_path, capsys, monkeypatch):
+        start, tmp_path, capsys, monkeypatch):
     toml(tmp_path / "m0.toml", **TINY, steps=FAST)
     slow = toml(tmp_path / "m1.toml", **TINY, steps=ENDLESS)
     args = [*DATA, "--quiet", "--member-configs", "m0.toml", "m1.toml", "--workers", "2",
@@ -225,7 +242,8 @@ def test_a_member_of_another_configuration_or_data_is_refitted(tmp_path):
     assert "1 of 2 members already fitted" in lines[0] and "(1 stored" in lines[0]
 
 
-def test_workers_die_with_an_abruptly_killed_parent(tmp_path):
+@pytest.mark.slow  # spawns torch workers: 60-80 s on a loaded 2-core machine
+def test_workers_die_with_an_abruptly_killed_parent(start, tmp_path):
     toml(tmp_path / "m0.toml", **TINY, steps=FAST)
     toml(tmp_path / "m1.toml", **TINY, steps=ENDLESS)
     process = start("bayes_inr.fit", [*DATA, "--quiet", "--member-configs", "m0.toml",
@@ -239,7 +257,8 @@ def test_workers_die_with_an_abruptly_killed_parent(tmp_path):
     assert not alive(workers, within=5.0)
 
 
-def test_sweep_ctrl_c_keeps_finished_rows_and_the_rerun_skips_them(tmp_path, monkeypatch):
+@pytest.mark.slow  # spawns torch workers: 60-80 s on a loaded 2-core machine
+def test_sweep_ctrl_c_keeps_finished_rows_and_the_rerun_skips_them(start, tmp_path, monkeypatch):
     grid = tmp_path / "g.toml"
     base = "".join(f"{key} = {json.dumps(value)}\n" for key, value in TINY.items())
     grid.write_text(f"[base]\n{base}[grid]\nsteps = [{FAST}, {ENDLESS}]\n")
@@ -265,7 +284,26 @@ def test_sweep_ctrl_c_keeps_finished_rows_and_the_rerun_skips_them(tmp_path, mon
     assert rows[0]["seconds"] == row["seconds"]  # kept, not rerun
 
 
-def test_sigterm_in_the_map_warm_start_says_nothing_was_saved(tmp_path):
+@pytest.mark.slow
+def test_a_ray_sweep_stops_its_tasks_and_its_local_instance(start, tmp_path):
+    pytest.importorskip("ray", reason="the Ray backend needs bayes_inr[distributed]")
+    grid = tmp_path / "g.toml"
+    base = "".join(f"{key} = {json.dumps(value)}\n" for key, value in TINY.items())
+    grid.write_text(f"[base]\n{base}[grid]\nsteps = [{FAST}, {ENDLESS}]\n")
+    args = ["--grid", "g.toml", *DATA, "--ids", "0", "--backend", "ray", "--workers", "2",
+            "--out", "sw"]
+    process = start("bayes_inr.sweep", args, tmp_path)
+    wait_for(lambda: len(read_table(tmp_path / "sw")) == 1, "first row", process)
+    assert len(descendants(process.pid)) >= 3  # Ray's servers and task workers
+    below, seconds = interrupt(process)
+    assert process.returncode == 130 and seconds < EXIT_WITHIN, (process.returncode, seconds)
+    assert not alive(below)
+    message = one_message(tmp_path, ignore=("\tWARNING ", "\tINFO "))  # Ray's log lines
+    assert message.startswith("interrupted: 1 finished trial(s)")
+    assert continue_args(message, "bayes_inr.sweep") == args
+
+
+def test_sigterm_in_the_map_warm_start_says_nothing_was_saved(start, tmp_path):
     process = start("bayes_inr.fit", [*DATA, "--inference", "nuts", "--steps", str(ENDLESS),
                                       "--depth", "1", "--width", "8", "--out", "nuts.nc"],
                     tmp_path)
