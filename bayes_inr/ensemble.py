@@ -85,7 +85,7 @@ def stored_member(path: Path, member: FitConfig, data: str) -> az.InferenceData 
         idata = posterior.load(path)
     except InputError:
         return None
-    attrs = idata.posterior_predictive.attrs
+    attrs = posterior.run_attrs(idata)
     same = (attrs.get("config_hash") == provenance.config_hash(member)
             and attrs.get("data_hash") == data)
     return idata if same else None
