@@ -11,8 +11,8 @@ from pathlib import Path
 from .configs import resolve
 from .errors import InputError, check_choice
 from .inr import Architecture
-from .priors import as_prior
 from .model import DROPOUT_SCOPES
+from .priors import as_prior
 
 INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts", "ensemble")
 SVI = ("map", "bbb", "mcd")

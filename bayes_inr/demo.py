@@ -57,8 +57,9 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=20, help="number of views")
     parser.add_argument("--size", type=int, default=128, help="image side N")
     parser.add_argument("--phantom", type=int, default=0, help="built-in phantom id")
-    parser.add_argument("--config", type=Path, help="model config, a file or a shipped name (default mcd_VIEWS where shipped, "
-                        "else the bare defaults)")
+    parser.add_argument("--config", type=Path,
+                        help="model config, a file or a shipped name (default mcd_VIEWS where "
+                        "shipped, else the bare defaults)")
     parser.add_argument("--steps", type=int, help="override the config's optimisation steps")
     args = parser.parse_args(argv)
     try:

@@ -26,7 +26,6 @@ import itertools
 import json
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from .config import FitConfig, load_config
 from .configs import resolve
