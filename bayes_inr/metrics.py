@@ -1,6 +1,7 @@
 """Image-quality and calibration metrics (numpy; images in [0, 1]).
 
-Definitions, shared by every method and baseline (``docs``: the README's "Metrics"):
+Definitions, shared by every method and baseline (the documentation's "Metrics and calibration"
+page, ``docs/metrics.md``, states them with formulas):
 
 - PSNR = 10 log10(1 / MSE), data range fixed to 1 (not the image maximum).
 - SSIM: scikit-image with ``data_range = 1``.

@@ -1,6 +1,6 @@
 """Every method's output as one ArviZ ``InferenceData`` (netCDF on disk).
 
-Schema (see ``DESIGN.md``):
+Schema (the documentation's "InferenceData schema" page, ``docs/schema.md``):
 
 - ``posterior_predictive.image`` (chain, draw, y, x): the reconstructed images. An
   ensemble stores one chain per member, labelled by a ``member`` coordinate on the
