@@ -30,7 +30,7 @@ import pyro
 import torch
 
 from . import convergence, posterior
-from .config import MCMC, FitConfig, field_help, load_config
+from .config import MCMC, SVI, FitConfig, field_help, load_config
 from .data import Sample, benchmark_sample, load_benchmark, phantom_sample, simulate
 from .ensemble import fit_ensemble, member_scores, members_dir
 from .errors import InputError
@@ -505,7 +505,8 @@ def main(argv=None) -> int:
                                  + rerun_command("bayes_inr.fit", argv))
         else:
             idata = fit(sample, config, progress=not args.quiet, out=out, resume=resumed)
-        posterior.save(idata, out)
+        if config.inference not in SVI:  # an SVI fit saved its run (then removed .OUT.ckpt)
+            posterior.save(idata, out)
         if config.inference == "ensemble":
             shutil.rmtree(members_dir(out))
     except InputError as err:

@@ -108,8 +108,9 @@ class Custom(Prior):
             source = inspect.getsource(self.fn)
         except (OSError, TypeError):  # defined in a REPL or compiled
             source = None
-        try:
-            importable = load_callable(name) is self.fn
+        try:  # a function of __main__ (a script, a notebook) imports back only there
+            importable = (not name.startswith("__main__:")
+                          and load_callable(name) is self.fn)
         except InputError:
             importable = False
         return {"kind": "Custom", "fn": name, "importable": importable, "source": source}

@@ -92,3 +92,12 @@ def test_builtin_specs_still_parse():
     assert as_prior("normal:2.5").scale == 2.5
     with pytest.raises(InputError, match="unknown prior"):
         as_prior("gauss")
+
+
+def test_a_prior_of_main_is_not_called_importable():
+    def local(name, shape):
+        return dist.Normal(0.0, 1.0).expand(shape)
+
+    local.__module__, local.__qualname__ = "__main__", "local"
+    record = Custom(local).describe()
+    assert record["fn"] == "__main__:local" and not record["importable"]
