@@ -18,12 +18,13 @@ import time
 import numpy as np
 import torch
 
-from bayes_inr.baselines import reconstruct
-from bayes_inr.config import load_config
-from bayes_inr.data import benchmark_ids, benchmark_sample, load_benchmark
-from bayes_inr.fit import build_model, fit
+from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
+from bayes_inr.evaluation.metrics import psnr, score
+from bayes_inr.inference.baselines.classical import reconstruct
+from bayes_inr.inference.config import load_config
+from bayes_inr.inference.fit import fit
+from bayes_inr.inference.single import build_model
 from bayes_inr.inference.svi import fit_svi
-from bayes_inr.metrics import psnr, score
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:

@@ -47,11 +47,11 @@ import torch  # noqa: E402
 from pyro.infer.mcmc import MCMC  # noqa: E402
 
 from bayes_inr import posterior  # noqa: E402
-from bayes_inr.config import FitConfig  # noqa: E402
-from bayes_inr.data import phantom_sample  # noqa: E402
-from bayes_inr.fit import build_model  # noqa: E402
-from bayes_inr.inference import hmc  # noqa: E402
-from bayes_inr.radon import projection_matrix, torch_csr  # noqa: E402
+from bayes_inr.data.sample import phantom_sample  # noqa: E402
+from bayes_inr.inference import mcmc as hmc  # noqa: E402
+from bayes_inr.inference.config import FitConfig  # noqa: E402
+from bayes_inr.inference.single import build_model  # noqa: E402
+from bayes_inr.physics.radon import projection_matrix, torch_csr  # noqa: E402
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bayes_inr.atomic import atomic_path
-from bayes_inr.sweep import run_sweep
+from bayes_inr.core.atomic import atomic_path
+from bayes_inr.experiments.sweep import run_sweep
 
 GRID = """[base]
 inference = "mcd"

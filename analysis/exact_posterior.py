@@ -5,7 +5,7 @@
 With fixed random Fourier features and a linear read-out (depth 0), a Normal prior and
 a fixed sigma, the model is Bayesian linear regression through the Radon operator and
 its posterior is Gaussian in closed form
-(:func:`bayes_inr.inference.hmc.exact_posterior`). This script fits HMC, NUTS, BBB
+(:func:`bayes_inr.inference.mcmc.exact_posterior`). This script fits HMC, NUTS, BBB
 (mean-field, at the proper KL factor 1 and at the package default 1e-3) and MCD to two
 16 x 16, 4-view problems, the well-conditioned one of ``tests/test_hmc.py`` and one with
 strongly correlated weights, and reports, per method, the distance of the per-pixel
@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from bayes_inr import posterior
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.fit import build_model, fit
-from bayes_inr.inference import hmc
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.inference import mcmc as hmc
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.inference.single import build_model
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
@@ -93,7 +94,7 @@ def distances(idata, mean: np.ndarray, sd: np.ndarray) -> dict:
 
 def condition_number(potential) -> float:
     """Condition number of the exact posterior's correlation matrix of the weights."""
-    from bayes_inr.radon import projection_matrix
+    from bayes_inr.physics.radon import projection_matrix
 
     model = potential.model
     features = torch.cat([model.inr.embedding, torch.ones(len(model.inr.embedding), 1)], 1)

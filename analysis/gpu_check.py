@@ -9,10 +9,10 @@ one line and the last traceback lines, and the others still run):
 
 - ``env``: device name, compute capability, memory, driver; torch, CUDA, cuDNN, Pyro.
 - ``mcd``: one MCD fit of ``models/mcd_20.toml`` (phantom 0 of
-  :func:`bayes_inr.data.phantom_sample`, 128 x 128, 20 views) on the device through
-  :func:`bayes_inr.fit.fit`, after a short untimed warm-up fit (CUDA context, cuBLAS and
+  :func:`bayes_inr.data.sample.phantom_sample`, 128 x 128, 20 views) on the device through
+  :func:`bayes_inr.inference.fit.fit`, after a short untimed warm-up fit (CUDA context, cuBLAS and
   cuSPARSE handles, astra's projection matrix): wall time, seconds per step (the fit's
-  ``seconds_per_step``), PSNR, SSIM and object ECE (:func:`bayes_inr.metrics.score`).
+  ``seconds_per_step``), PSNR, SSIM and object ECE (:func:`bayes_inr.evaluation.metrics.score`).
 - ``nuts``: one NUTS chain of ``models/hmc_20.toml``'s model (depth 2, width 64, TV;
   NUTS instead of HMC, maximum tree depth 6, MAP start of 500 steps) on the device:
   MAP, warmup and sampling times, gradient evaluations per second (all of them: the
@@ -174,7 +174,7 @@ def versions() -> dict:
 
 
 def part_env(args, out: dict) -> None:
-    from bayes_inr.provenance import git_state
+    from bayes_inr.core.provenance import git_state
 
     commit, dirty = git_state()
     out |= {"device": args.device, "versions": versions(),
@@ -193,11 +193,11 @@ def part_env(args, out: dict) -> None:
 
 
 def part_mcd(args, out: dict, sampler_factory) -> None:
-    from bayes_inr.config import load_config
-    from bayes_inr.data import phantom_sample
-    from bayes_inr.fit import fit
-    from bayes_inr.metrics import score
-    from bayes_inr.posterior import config as stored_config
+    from bayes_inr.data.sample import phantom_sample
+    from bayes_inr.evaluation.metrics import score
+    from bayes_inr.inference.config import load_config
+    from bayes_inr.inference.fit import fit
+    from bayes_inr.posterior.read import config as stored_config
 
     overrides = {"device": args.device}
     if args.steps:
@@ -234,11 +234,11 @@ def part_nuts(args, out: dict, sampler_factory) -> None:
     import numpy as np
     import pyro
 
-    from bayes_inr.config import load_config
-    from bayes_inr.data import phantom_sample
-    from bayes_inr.fit import build_model
-    from bayes_inr.inference import hmc
-    from bayes_inr.metrics import score
+    from bayes_inr.data.sample import phantom_sample
+    from bayes_inr.evaluation.metrics import score
+    from bayes_inr.inference import mcmc as hmc
+    from bayes_inr.inference.config import load_config
+    from bayes_inr.inference.single import build_model
 
     config = load_config(args.nuts_config, inference="nuts", warmup=args.nuts_warmup,
                          draws=args.nuts_draws, chains=1, steps=args.nuts_map_steps,
@@ -298,10 +298,10 @@ def part_nuts(args, out: dict, sampler_factory) -> None:
 
 
 def part_mcd_cpu(args, out: dict) -> None:
-    from bayes_inr.config import load_config
-    from bayes_inr.data import phantom_sample
-    from bayes_inr.fit import fit
-    from bayes_inr.posterior import config as stored_config
+    from bayes_inr.data.sample import phantom_sample
+    from bayes_inr.inference.config import load_config
+    from bayes_inr.inference.fit import fit
+    from bayes_inr.posterior.read import config as stored_config
 
     config = load_config(args.config, device="cpu", steps=args.cpu_steps, draws=2,
                          threads=args.cpu_threads)
@@ -421,7 +421,7 @@ def report_text(results: dict) -> str:
 
 
 def write(results: dict, out: Path) -> None:
-    from bayes_inr.atomic import atomic_path
+    from bayes_inr.core.atomic import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "gpu_check.json") as tmp:

@@ -16,7 +16,7 @@ the profile says so, HMC (test split). Configurations come from ``models/`` (the
 validated view count nearest to V) and were chosen on the validation split only; the
 test split is scored once, here.
 
-Every run is saved under ``OUT/runs/`` with its provenance (:mod:`bayes_inr.provenance`),
+Every run is saved under ``OUT/runs/`` with its provenance (:mod:`bayes_inr.core.provenance`),
 and every row of ``OUT/table1.csv`` carries the hashes of its run. On a rerun a row is
 kept, or a run file read back, only if its configuration hash and data hash equal the ones
 the run would have now; otherwise the run is made again. An interrupted table resumes, also
@@ -40,18 +40,21 @@ from pathlib import Path
 import numpy as np
 
 from bayes_inr import posterior
-from bayes_inr.atomic import atomic_path
-from bayes_inr.baselines import ITERATIVE, check_iterations, reconstruct, tv_settings
-from bayes_inr.baselines import METHODS as BASELINES
-from bayes_inr.config import FitConfig, load_config
-from bayes_inr.data import Sample, benchmark_ids, benchmark_sample, load_benchmark
-from bayes_inr.ensemble import fit_ensemble
-from bayes_inr.ensemble import settings as ensemble_settings
-from bayes_inr.errors import InputError
-from bayes_inr.fit import fit
-from bayes_inr.metrics import paper_delta_ece, score
-from bayes_inr.outputs import check_output_dir
-from bayes_inr.provenance import config_hash, data_hash
+from bayes_inr.core.atomic import atomic_path
+from bayes_inr.core.errors import InputError
+from bayes_inr.core.outputs import check_output_dir
+from bayes_inr.core.provenance import config_hash, data_hash
+from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
+from bayes_inr.data.sample import Sample
+from bayes_inr.evaluation.metrics import paper_delta_ece, score
+from bayes_inr.inference.baselines.classical import reconstruct
+from bayes_inr.inference.baselines.methods import ITERATIVE, check_iterations
+from bayes_inr.inference.baselines.methods import METHODS as BASELINES
+from bayes_inr.inference.baselines.tv import tv_settings
+from bayes_inr.inference.config import FitConfig, load_config
+from bayes_inr.inference.ensemble import fit_ensemble
+from bayes_inr.inference.ensemble import settings as ensemble_settings
+from bayes_inr.inference.fit import fit
 
 PAPER = Path(__file__).with_name("reference") / "table1_paper.csv"
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -129,7 +132,8 @@ def member_configs(views: int, members: int, overrides: dict) -> list[FitConfig]
 
 
 def baseline_settings(method: str, dataset: str, views: int) -> dict:
-    """Keyword arguments of :func:`bayes_inr.baselines.reconstruct` for ``method``: the
+    """Keyword arguments of :func:`bayes_inr.inference.baselines.classical.reconstruct` for
+    ``method``: the
     validated iteration count, and for TV the weight chosen for ``dataset`` at ``views``."""
     if method == "tv":
         chosen = tv_settings(dataset, views)

@@ -22,9 +22,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from bayes_inr.baselines import ITERATIVE, reconstruct, write_csv
-from bayes_inr.errors import InputError, check_choice
-from bayes_inr.radon import PROJECTORS
+from bayes_inr.core.errors import InputError, check_choice
+from bayes_inr.inference.baselines.classical import reconstruct
+from bayes_inr.inference.baselines.evaluate import write_csv
+from bayes_inr.inference.baselines.methods import ITERATIVE
+from bayes_inr.physics.radon import PROJECTORS
 
 COUNTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 COLUMNS = ("method", "views", "iterations", "mean_psnr", "mean_ssim", "n_images", "seconds")
@@ -37,7 +39,7 @@ def sweep(samples: Mapping[int, Sequence], methods: Sequence[str], counts: Seque
     ``samples`` maps a view count to its validation samples (objects with
     ``sinogram``, ``geometry`` and ``ground_truth``).
     """
-    from bayes_inr.metrics import psnr, ssim
+    from bayes_inr.evaluation.metrics import psnr, ssim
 
     rows = []
     for method in methods:
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for method in methods:
             check_choice("iterative method", method, ITERATIVE)
-        from bayes_inr.data import benchmark_ids, benchmark_sample, load_benchmark
+        from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 
         dataset = load_benchmark(args.dataset)
         ids = benchmark_ids(dataset, "val")

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bayes_inr.config import FitConfig, load_config
-from bayes_inr.data import benchmark_ids, benchmark_sample, load_benchmark
-from bayes_inr.fit import fit
-from bayes_inr.metrics import score
+from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
+from bayes_inr.evaluation.metrics import score
+from bayes_inr.inference.config import FitConfig, load_config
+from bayes_inr.inference.fit import fit
 
 KEYS = ("psnr", "ssim", "crps_object", "nll_object", "ece_object", "coverage_90_object",
         "ece_all")

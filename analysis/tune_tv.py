@@ -6,7 +6,8 @@
         [--write-settings models/baselines/tv.toml]
 
 For each view count, every validation image is reconstructed by
-:func:`bayes_inr.baselines.tv_reconstruct` at every weight (log-spaced, ``LOW:HIGH:PER_DECADE``
+:func:`bayes_inr.inference.baselines.tv.tv_reconstruct` at every weight (log-spaced,
+``LOW:HIGH:PER_DECADE``
 or a comma-separated list), all (weight, image) pairs solved together as one batch. The
 iterate after each count in ``--counts`` is scored (Chambolle-Pock's iterate at step n does not
 depend on the total, so one run of the largest count gives every count). Only the validation
@@ -15,7 +16,8 @@ split (the dataset's ``split == "val"`` ids) is read.
 Choice, per view count: the weight with the best mean validation PSNR at the largest count (the
 solution to convergence), then the smallest count at which that weight's iterates are converged:
 every validation image within 60 dB PSNR (RMS difference 0.001) of its largest-count solution. With
-``--write-settings`` the choices go to the TOML file read by :func:`bayes_inr.baselines.tv_settings`
+``--write-settings`` the choices go to the TOML file read by
+:func:`bayes_inr.inference.baselines.tv.tv_settings`
 (``[<dataset name>.<views>]`` tables; entries of other datasets and view counts are kept).
 
 ``--from-csv`` skips the sweep and makes the choice from the rows already in ``--out``.
@@ -42,10 +44,11 @@ import numpy as np
 import torch
 from tune_baselines import int_list  # the script beside this one (analysis/ is on sys.path)
 
-from bayes_inr.atomic import atomic_path
-from bayes_inr.baselines import tv_reconstruct, write_csv
-from bayes_inr.errors import InputError
-from bayes_inr.radon import projection_matrix
+from bayes_inr.core.atomic import atomic_path
+from bayes_inr.core.errors import InputError
+from bayes_inr.inference.baselines.evaluate import write_csv
+from bayes_inr.inference.baselines.tv import tv_reconstruct
+from bayes_inr.physics.radon import projection_matrix
 
 COUNTS = (250, 500, 1000, 2000, 4000, 8000)
 WEIGHTS = "1e-5:3e-2:4"
@@ -70,7 +73,7 @@ def tv_objective(images: np.ndarray, sinograms: np.ndarray, geometry, weights) -
 def sweep(samples: Sequence, weights: Sequence[float], counts: Sequence[int], dataset: str,
           log=print) -> list[dict]:
     """Rows of the sweep for ``samples`` (validation samples of one view count)."""
-    from bayes_inr.metrics import psnr, ssim
+    from bayes_inr.evaluation.metrics import psnr, ssim
 
     geometry = samples[0].geometry
     views = geometry.n_views
@@ -155,7 +158,7 @@ def write_settings(path: Path, dataset: str, chosen: dict[int, dict], ids: Seque
     lines = header or [
         "# TV baseline settings per dataset and view count, chosen on the validation split by",
         "# `python analysis/tune_tv.py --write-settings models/baselines/tv.toml` (sweep in",
-        "# analysis/results/tv_tuning.csv); read by bayes_inr.baselines.tv_settings.",
+        "# analysis/results/tv_tuning.csv); read by bayes_inr.inference.baselines.tv.tv_settings.",
     ]
     for name in sorted(table):
         for views in sorted(table[name], key=int):
@@ -219,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         weights = parse_weights(args.weights)
         if args.threads <= 0:
             raise InputError(f"--threads must be positive, got {args.threads}")
-        from bayes_inr.data import benchmark_ids, benchmark_sample, load_benchmark
+        from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 
         dataset = load_benchmark(args.dataset)
         ids = benchmark_ids(dataset, "val")

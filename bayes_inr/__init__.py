@@ -1,8 +1,8 @@
 """bayes_inr: uncertainty-aware implicit neural representations for sparse-view CT."""
 
-from .errors import InputError
-from .geometry import Geometry
-from .radon import RadonOperator
+from .core.errors import InputError
+from .physics.geometry import Geometry
+from .physics.radon import RadonOperator
 
 __version__ = "0.1.0"
 

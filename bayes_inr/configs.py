@@ -1,68 +1,14 @@
-"""The shipped configurations: named TOML files installed with the package.
-
-The repository's top-level ``models/`` is installed as ``bayes_inr/models`` (package data),
-so a shipped configuration can be named from anywhere::
-
-    python -m bayes_inr.fit --config mcd_20        # models/mcd_20.toml
-    python -m bayes_inr.sweep --grid sweeps/mcd_cpu
-    python -m bayes_inr.configs                    # list them, with their first comment line
-
-A name is a path under ``models/`` without ``.toml``. :func:`resolve` accepts a file path
-first (an existing file always wins), then a shipped name, with or without a leading
-``models/`` and the ``.toml`` suffix, so the repository's documented commands
-(``--config models/mcd_20.toml``) work outside the repository too.
+"""List the shipped configurations: ``python -m bayes_inr.configs`` (see
+:mod:`bayes_inr.model.catalog`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
-from pathlib import Path
 
-from .errors import InputError
-
-SUFFIX = ".toml"
-
-
-def shipped_dir() -> Path:
-    """The directory of the shipped configurations."""
-    return Path(str(resources.files("bayes_inr") / "models"))
-
-
-def shipped(kind: str | None = None) -> dict[str, Path]:
-    """Name -> file of every shipped configuration; ``kind`` keeps one folder
-    (``"sweeps"``, ``"baselines"``) or, with ``""``, the top-level fit configurations."""
-    root = shipped_dir()
-    names = {path.relative_to(root).with_suffix("").as_posix(): path
-             for path in sorted(root.rglob(f"*{SUFFIX}"))}
-    if kind is None:
-        return names
-    return {name: path for name, path in names.items()
-            if (name.rpartition("/")[0] == kind)}
-
-
-def resolve(name_or_path, kind: str | None = None, what: str = "config") -> Path:
-    """The file for a path or a shipped name; one-line :class:`InputError` naming the
-    shipped choices (of ``kind``, see :func:`shipped`) when neither exists."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    name = path.as_posix().removeprefix("models/").removesuffix(SUFFIX)
-    found = shipped().get(name)
-    if found is not None:
-        return found
-    choices = ", ".join(shipped(kind)) or "none"
-    raise InputError(f"{what} {name_or_path}: no such file and no shipped configuration of "
-                     f"that name (shipped: {choices}; python -m bayes_inr.configs lists them)")
-
-
-def summary(path: Path) -> str:
-    """The first comment line of a configuration file, without its ``#``."""
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("#").strip()
-    return ""
+from .core.errors import InputError
+from .model.catalog import resolve, shipped, shipped_dir, summary
 
 
 def main(argv=None) -> int:

@@ -13,14 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-from . import baselines, plotting, posterior
-from .config import FitConfig, load_config
-from .configs import shipped
-from .data import phantom_sample
-from .errors import InputError
-from .fit import fit
-from .metrics import calibration_table, score, score_table
-from .outputs import check_output_dir, output_lock
+from . import posterior
+from .core.errors import InputError
+from .core.outputs import check_output_dir, output_lock
+from .data.sample import phantom_sample
+from .evaluation.metrics import calibration_table, score, score_table
+from .inference.baselines.classical import reconstruct
+from .inference.baselines.methods import METHODS, check_iterations
+from .inference.config import FitConfig, load_config
+from .inference.fit import fit
+from .model.catalog import shipped
+from .plots.posterior import posterior_figure
+from .plots.reconstruction import reconstruction_figure
 
 
 def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
@@ -29,12 +33,12 @@ def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     sample = phantom_sample(phantom, views, size)
     runs = {}
-    for method in baselines.METHODS:
+    for method in METHODS:
         start = time.perf_counter()
-        image = baselines.reconstruct(method, sample.sinogram, sample.geometry)
+        image = reconstruct(method, sample.sinogram, sample.geometry)
         runs[method] = posterior.from_reconstruction(
             image, sinogram=sample.sinogram, angles=sample.geometry.angles, method=method,
-            config={"iterations": baselines.check_iterations(method, None)},
+            config={"iterations": check_iterations(method, None)},
             ground_truth=sample.ground_truth, wall_time=time.perf_counter() - start)
     config = config or FitConfig(inference="mcd")
     print(f"fitting {config.inference} ({config.steps} steps) on phantom {phantom}, "
@@ -43,10 +47,10 @@ def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
     for name, idata in runs.items():
         posterior.save(idata, out / f"{name}.nc")
     recons = {name: posterior.image_draws(idata).mean(axis=0) for name, idata in runs.items()}
-    plotting.reconstruction_figure(sample.ground_truth, sample.sinogram, recons,
+    reconstruction_figure(sample.ground_truth, sample.sinogram, recons,
                                    out / "reconstructions.png", angles=sample.geometry.angles,
                                    title=f"phantom {phantom}, {views} views")
-    plotting.posterior_figure(runs[config.inference], out / f"{config.inference}_posterior.png")
+    posterior_figure(runs[config.inference], out / f"{config.inference}_posterior.png")
     return [score(idata) for idata in runs.values()]
 
 

@@ -110,8 +110,9 @@ def _write_api_page() -> None:
     groups["Other modules"] = [name for name in present if name not in listed]
     lines = ["API reference", "=============", "",
              "Every module of the package, generated from its docstrings (numpy style). "
-             "The package's top level exports :class:`~bayes_inr.geometry.Geometry`, "
-             ":class:`~bayes_inr.radon.RadonOperator` and :class:`~bayes_inr.errors.InputError`.",
+             "The package's top level exports :class:`~bayes_inr.physics.geometry.Geometry`, "
+             ":class:`~bayes_inr.physics.radon.RadonOperator` and "
+             ":class:`~bayes_inr.core.errors.InputError`.",
              ""]
     for title, names in groups.items():
         names = [name for name in names if name in present]

@@ -16,12 +16,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
-from bayes_inr import __version__, convergence, plotting, posterior, report  # noqa: E402
-from bayes_inr.config import FitConfig  # noqa: E402
-from bayes_inr.data import phantom_sample  # noqa: E402
-from bayes_inr.fit import fit, main  # noqa: E402
-from bayes_inr.inference import hmc  # noqa: E402
-from bayes_inr.radon import projection_matrix  # noqa: E402
+from bayes_inr import __version__, posterior
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.evaluation import convergence
+from bayes_inr.fit import main
+from bayes_inr.inference import mcmc as hmc
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.physics.radon import projection_matrix
+from bayes_inr.plots import style
+from bayes_inr.reports import report
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -209,7 +213,7 @@ def test_one_chain_r_hat_is_said_one_way(tmp_path, monkeypatch):
     assert statement.endswith("(not a convergence check: run >= 2 chains)")
     assert not convergence.converged(rhat, 1)
     assert statement in hmc.diagnostics(idata).splitlines()
-    monkeypatch.setattr(plotting, "DPI", 40)
+    monkeypatch.setattr(style, "DPI", 40)
     report.report([idata], tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert f"- {statement}" in md and "R-hat cannot tell whether the run converged" in md

@@ -12,22 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from bayes_inr import baselines
-from bayes_inr.baselines import (
-    DEFAULT_ITERATIONS,
+from bayes_inr.baselines import main
+from bayes_inr.core.errors import InputError
+from bayes_inr.inference.baselines.classical import _mlem, reconstruct
+from bayes_inr.inference.baselines.evaluate import CSV_COLUMNS
+from bayes_inr.inference.baselines.methods import DEFAULT_ITERATIONS, ITERATIVE, METHODS
+from bayes_inr.inference.baselines.tv import (
     DEFAULT_TV_WEIGHT,
-    ITERATIVE,
-    METHODS,
-    main,
-    reconstruct,
     tv_norm_squared,
     tv_reconstruct,
     tv_settings,
     tv_solve,
 )
-from bayes_inr.errors import InputError
-from bayes_inr.geometry import Geometry
-from bayes_inr.radon import RadonOperator
+from bayes_inr.physics.geometry import Geometry
+from bayes_inr.physics.radon import RadonOperator
 
 SIZE = 32
 
@@ -110,7 +108,7 @@ def test_mlem_decreases_poisson_objective(problem):
         mask = p > 0
         return float((p[mask] * torch.log(p[mask] / ax[mask])).sum() - p.sum() + ax.sum())
 
-    values = [kl(baselines._mlem(sinogram, geometry, k, "linear")) for k in (1, 2, 5, 10, 30)]
+    values = [kl(_mlem(sinogram, geometry, k, "linear")) for k in (1, 2, 5, 10, 30)]
     assert all(b < a for a, b in zip(values[:-1], values[1:], strict=True)), values
     assert values[-1] < 0.01 * values[0]
 
@@ -197,29 +195,29 @@ def fake_benchmark(monkeypatch):
         return types.SimpleNamespace(geometry=geometry, sinogram=sino,
                                      ground_truth=truths[image_id], name=f"phantom {image_id}")
 
-    fake_data = types.ModuleType("bayes_inr.data")
+    fake_data = types.ModuleType("bayes_inr.data.benchmark")
     fake_data.load_benchmark = lambda path: dataset
     fake_data.benchmark_sample = benchmark_sample
     fake_data.benchmark_ids = lambda ds, split: [
         int(i) for i in ds.phantom.values[ds.split.values == split]]
-    fake_metrics = types.ModuleType("bayes_inr.metrics")
+    fake_metrics = types.ModuleType("bayes_inr.evaluation.metrics")
     fake_metrics.psnr = psnr
     fake_metrics.ssim = lambda estimate, truth: 1.0 - float(np.abs(estimate - truth).mean())
-    monkeypatch.setitem(sys.modules, "bayes_inr.data", fake_data)
-    monkeypatch.setitem(sys.modules, "bayes_inr.metrics", fake_metrics)
+    monkeypatch.setitem(sys.modules, "bayes_inr.data.benchmark", fake_data)
+    monkeypatch.setitem(sys.modules, "bayes_inr.evaluation.metrics", fake_metrics)
 
 
 def test_cli_scores_a_split_and_writes_csv(tmp_path, capsys, fake_benchmark):
     """The CLI on a stand-in dataset (the loader and metrics are faked)."""
     out = tmp_path / "sub" / "results.csv"
-    out.parent.mkdir()  # an output file's directory must exist (bayes_inr.outputs)
+    out.parent.mkdir()  # an output file's directory must exist (bayes_inr.core.outputs)
     code = main(["--dataset", "whatever.nc", "--views", "20", "--split", "test",
                  "--methods", "fbp,sirt", "--iterations", "sirt=30", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0 and "fbp" in printed and "sirt" in printed
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == list(baselines.CSV_COLUMNS)
+    assert list(rows[0]) == list(CSV_COLUMNS)
     assert [(r["method"], r["image_id"]) for r in rows] == [
         ("fbp", "1"), ("fbp", "3"), ("sirt", "1"), ("sirt", "3")]
     assert {r["split"] for r in rows} == {"test"} and {r["views"] for r in rows} == {"20"}
@@ -372,7 +370,7 @@ def test_tv_settings_file(tmp_path):
 @pytest.fixture(scope="module")
 def validation():
     data = pytest.importorskip("bayes_inr.data")
-    from bayes_inr.metrics import psnr as package_psnr
+    from bayes_inr.evaluation.metrics import psnr as package_psnr
 
     try:
         dataset = data.load_benchmark("data/benchmark_128.nc")

@@ -9,10 +9,10 @@ import pyro.distributions as dist
 import pytest
 
 from bayes_inr import configs
-from bayes_inr.config import FitConfig, load_config
-from bayes_inr.errors import InputError
-from bayes_inr.grid import load_grid
-from bayes_inr.priors import Custom, as_prior
+from bayes_inr.core.errors import InputError
+from bayes_inr.experiments.grid import load_grid
+from bayes_inr.inference.config import FitConfig, load_config
+from bayes_inr.model.priors import Custom, as_prior
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -6,23 +6,25 @@ import pytest
 import torch
 
 from bayes_inr import Geometry, InputError, RadonOperator
-from bayes_inr.data import (
+from bayes_inr.data.benchmark import (
     REAL_SLICES,
-    add_noise,
     benchmark_ids,
     benchmark_sample,
     build_benchmark,
     build_real_benchmark,
-    integer_resample,
     load_benchmark,
-    main,
-    phantom_sample,
-    project_truth,
     real_images,
-    simulate,
     write_dataset,
 )
-from bayes_inr.phantoms import MODIFIED_SHEPP_LOGAN, random_ellipses, random_phantom, render
+from bayes_inr.data.cli import main
+from bayes_inr.data.phantoms import MODIFIED_SHEPP_LOGAN, random_ellipses, random_phantom, render
+from bayes_inr.data.sample import (
+    add_noise,
+    integer_resample,
+    phantom_sample,
+    project_truth,
+    simulate,
+)
 
 
 def test_phantom_seeded_perturbed_and_clipped():

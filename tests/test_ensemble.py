@@ -5,12 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from bayes_inr import metrics, posterior
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.ensemble import fit_ensemble, member_scores
-from bayes_inr.errors import InputError
-from bayes_inr.fit import fit, main
+from bayes_inr import posterior
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.evaluation import metrics
+from bayes_inr.fit import main
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.ensemble import fit_ensemble, member_scores
+from bayes_inr.inference.fit import fit
 
 TINY = {"depth": 2, "width": 16, "steps": 40, "lr": 1e-2, "draws": 4, "dropout": 0.2,
         "head": "sigmoid", "threads": 1}

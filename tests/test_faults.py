@@ -13,15 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayes_inr import fit as fit_module
-from bayes_inr import posterior, radon, resources
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.errors import InputError
-from bayes_inr.fit import fit, main, resume_inputs
-from bayes_inr.geometry import Geometry, default_detectors
+from bayes_inr import posterior
+from bayes_inr.core.errors import InputError
+from bayes_inr.core.outputs import check_output, check_output_dir, output_lock
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.fit import main
+from bayes_inr.inference import single as fit_module
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.inference.single import resume_inputs
 from bayes_inr.inference.svi import checkpoint_path, load_checkpoint
-from bayes_inr.outputs import check_output, check_output_dir, output_lock
+from bayes_inr.physics import radon, resources
+from bayes_inr.physics.geometry import Geometry, default_detectors
 
 # a default-size fit (128 x 128, 2000 steps) takes minutes: a refusal must come first
 SLOW_FIT = ["--inference", "mcd", "--quiet"]
@@ -95,7 +98,7 @@ def test_a_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys, line):
 
 
 def test_an_integer_is_a_valid_float_in_a_config(tmp_path):
-    from bayes_inr.config import load_config
+    from bayes_inr.inference.config import load_config
 
     config = tmp_path / "ok.toml"
     config.write_text("lr = 1\nomega0 = 3\n")
@@ -227,7 +230,7 @@ def test_impossible_sizes_are_refused_at_once_in_one_line(tmp_path, capsys, argv
 
 
 def test_the_memory_guards_of_data_and_the_operator(tmp_path, capsys, monkeypatch):
-    from bayes_inr.data import main as data_main
+    from bayes_inr.data.cli import main as data_main
 
     assert data_main(["--size", "100000", "--out", str(tmp_path / "b.nc")]) == 2
     assert "phantom" in one_line_error(capsys)
@@ -290,7 +293,8 @@ def test_check_output_dir(tmp_path):
 
 def cli_cases(tmp_path: Path) -> dict:
     """Per CLI: (main, argv with a bad output and inputs that do not exist, what it says)."""
-    from bayes_inr import baselines, data, demo, report
+    from bayes_inr import baselines, demo, report
+    from bayes_inr.data import cli as data
 
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")

@@ -7,12 +7,14 @@ import torch
 from pyro import poutine
 
 from bayes_inr import posterior
-from bayes_inr.baselines import reconstruct
-from bayes_inr.config import FitConfig, load_config
-from bayes_inr.data import phantom_sample
-from bayes_inr.fit import build_model, fit, main
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.evaluation.metrics import psnr, score
+from bayes_inr.fit import main
+from bayes_inr.inference.baselines.classical import reconstruct
+from bayes_inr.inference.config import FitConfig, load_config
+from bayes_inr.inference.fit import fit
 from bayes_inr.inference.guides import DropoutGuide
-from bayes_inr.metrics import psnr, score
+from bayes_inr.inference.single import build_model
 
 FAST = {"depth": 3, "width": 128, "omega0": 1.0, "steps": 300, "lr": 3e-3, "lr_final": 1.0,
         "draws": 20}

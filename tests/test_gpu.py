@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from bayes_inr import posterior
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.fit import fit
-from bayes_inr.geometry import Geometry
-from bayes_inr.inference import hmc
-from bayes_inr.model import UnitMasks
-from bayes_inr.radon import RadonOperator
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.inference import mcmc as hmc
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.model.ctmodel import UnitMasks
+from bayes_inr.physics.geometry import Geometry
+from bayes_inr.physics.radon import RadonOperator
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_CHECK = ROOT / "analysis" / "gpu_check.py"
@@ -107,7 +107,7 @@ def test_mcmc_on_cuda(sample16, tmp_path, inference):
 
 @cuda
 def test_flat_potential_on_cuda_equals_cpu(sample16):
-    from bayes_inr.fit import build_model
+    from bayes_inr.inference.single import build_model
 
     config = FitConfig(inference="nuts", infer_sigma=True, **MCMC)
     cpu = hmc.FlatPotential(build_model(sample16, config))
@@ -177,7 +177,7 @@ def test_gop_hmc_on_cuda(sample16):
 
 @cuda
 def test_exact_posterior_on_cuda_equals_cpu(sample16):
-    from bayes_inr.fit import build_model
+    from bayes_inr.inference.single import build_model
 
     config = FitConfig(inference="nuts", depth=0, width=8, n_features=4, omega0=2.0, sigma=0.2)
     cpu = hmc.exact_posterior(hmc.FlatPotential(build_model(sample16, config)))
@@ -257,7 +257,7 @@ def test_gpu_check_records_a_failing_part_and_goes_on(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose\nsecond line")
 
-    monkeypatch.setattr("bayes_inr.metrics.score", broken)
+    monkeypatch.setattr("bayes_inr.evaluation.metrics.score", broken)
     code = _gpu_check().main(SMOKE + ["--parts", "nuts", "mcd_cpu", "--out", str(tmp_path)])
     assert code == 1
     results = json.loads((tmp_path / "gpu_check.json").read_text())

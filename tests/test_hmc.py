@@ -9,11 +9,13 @@ import torch
 from pyro import poutine
 
 from bayes_inr import posterior
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.errors import InputError
-from bayes_inr.fit import build_model, fit, main
-from bayes_inr.inference import hmc
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.fit import main
+from bayes_inr.inference import mcmc as hmc
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.inference.single import build_model
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

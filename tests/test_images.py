@@ -1,4 +1,5 @@
-"""Tests for bayes_inr.images: loading ground-truth images from .npy, raster and DICOM files."""
+"""Tests for bayes_inr.data.images: loading ground-truth images from .npy, raster and DICOM
+files."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pydicom.filebase import DicomFile
 from pydicom.filewriter import write_dataset
 from skimage.io import imsave
 
-from bayes_inr.errors import InputError
-from bayes_inr.images import DEFAULT_HU_WINDOW, example_dicom_path, load_image
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.images import DEFAULT_HU_WINDOW, example_dicom_path, load_image
 
 
 @pytest.fixture(scope="module")

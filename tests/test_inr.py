@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from bayes_inr import Geometry, InputError
-from bayes_inr.inr import ACTIVATIONS, INR, Architecture
-from bayes_inr.priors import FanInNormal, Normal, PerLayer, as_prior, site_distribution
+from bayes_inr.model.inr import ACTIVATIONS, INR, Architecture
+from bayes_inr.model.priors import FanInNormal, Normal, PerLayer, as_prior, site_distribution
 
 
 def make_inr(**kwargs):
@@ -129,9 +129,9 @@ def test_model_init_renders_the_sinograms_mean():
     # a dark phantom (mean ~0.1): a sigmoid started at 0.5 overshoots every ray, and
     # Adam's first steps at 128 px can saturate it at 0 for good; the model starts the
     # output at the mean the sinogram implies
-    from bayes_inr.config import FitConfig
-    from bayes_inr.data import phantom_sample
-    from bayes_inr.fit import build_model
+    from bayes_inr.data.sample import phantom_sample
+    from bayes_inr.inference.config import FitConfig
+    from bayes_inr.inference.single import build_model
 
     sample = phantom_sample(2, size=32, views=12)
     model = build_model(sample, FitConfig(head="sigmoid", width=32, depth=2))

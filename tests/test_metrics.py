@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from bayes_inr import metrics
-from bayes_inr.errors import InputError
+from bayes_inr.core.errors import InputError
+from bayes_inr.evaluation import metrics
 
 N_PIX = 96
 N_DRAWS = 400

@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayes_inr import plotting, posterior
-from bayes_inr.errors import InputError
+from bayes_inr import posterior
+from bayes_inr.core.errors import InputError
+from bayes_inr.plots import style
+from bayes_inr.plots.comparison import comparison_figure
+from bayes_inr.plots.posterior import posterior_figure
+from bayes_inr.plots.reconstruction import reconstruction_figure
 
 N, S = 32, 20
 V, D = 5, 47
@@ -27,7 +31,7 @@ def _phantom() -> np.ndarray:
 @pytest.fixture(autouse=True)
 def _low_dpi(monkeypatch):
     # Rasterising at a low resolution keeps the module fast; layout is unchanged.
-    monkeypatch.setattr(plotting, "DPI", 40)
+    monkeypatch.setattr(style, "DPI", 40)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def test_reconstruction_figure(tmp_path, data):
     path = tmp_path / "recon.png"
     recons = {"FBP": posterior.image_draws(data["single"])[0],
               "MCD": data["draws"].reshape(-1, N, N).mean(axis=0)}
-    written = plotting.reconstruction_figure(data["truth"], data["sinogram"], recons, path,
+    written = reconstruction_figure(data["truth"], data["sinogram"], recons, path,
                                              title="phantom 0", angles=ANGLES)
     _check_png(path, written)
 
@@ -67,7 +71,7 @@ def test_reconstruction_figure(tmp_path, data):
 def test_reconstruction_figure_without_truth_wraps(tmp_path, data):
     path = tmp_path / "recon.png"
     recons = {f"method {i}": data["truth"] for i in range(3)}
-    written = plotting.reconstruction_figure(None, data["sinogram"], recons, str(path),
+    written = reconstruction_figure(None, data["sinogram"], recons, str(path),
                                              max_columns=3)
     _check_png(path, written)
 
@@ -75,12 +79,12 @@ def test_reconstruction_figure_without_truth_wraps(tmp_path, data):
 def test_reconstruction_figure_rejects_bad_input(tmp_path, data):
     path = tmp_path / "recon.png"
     with pytest.raises(InputError, match="non-empty"):
-        plotting.reconstruction_figure(data["truth"], data["sinogram"], {}, path)
+        reconstruction_figure(data["truth"], data["sinogram"], {}, path)
     with pytest.raises(InputError, match="shape"):
-        plotting.reconstruction_figure(data["truth"], data["sinogram"],
+        reconstruction_figure(data["truth"], data["sinogram"],
                                        {"bad": np.zeros((N, N + 1))}, path)
     with pytest.raises(InputError, match="angles"):
-        plotting.reconstruction_figure(data["truth"], data["sinogram"],
+        reconstruction_figure(data["truth"], data["sinogram"],
                                        {"ok": data["truth"]}, path, angles=ANGLES[:3])
     assert list(tmp_path.iterdir()) == []
 
@@ -91,7 +95,7 @@ def test_posterior_figure(tmp_path, data, run):
 
     had_pyplot = "matplotlib.pyplot" in sys.modules
     path = tmp_path / f"{run}.png"
-    written = plotting.posterior_figure(data[run], path)
+    written = posterior_figure(data[run], path)
     _check_png(path, written)
     assert ("matplotlib.pyplot" in sys.modules) == had_pyplot  # no global figure state
 
@@ -99,14 +103,14 @@ def test_posterior_figure(tmp_path, data, run):
 def test_posterior_figure_reads_a_saved_file(tmp_path, data):
     nc = posterior.save(data["single"], tmp_path / "run.nc")
     path = tmp_path / "out.png"
-    assert plotting.posterior_figure(nc, path, title="FBP baseline") == path
+    assert posterior_figure(nc, path, title="FBP baseline") == path
     assert path.read_bytes()[:8] == PNG
 
 
 def test_comparison_figure_mixed_runs(tmp_path, data):
     path = tmp_path / "comparison.png"
     runs = [data["stochastic"], data["single"], data["no_truth"]]
-    written = plotting.comparison_figure(runs, path, labels=["MCD", "FBP", "BBB"],
+    written = comparison_figure(runs, path, labels=["MCD", "FBP", "BBB"],
                                          title="three runs")
     _check_png(path, written)
 
@@ -114,9 +118,9 @@ def test_comparison_figure_mixed_runs(tmp_path, data):
 def test_comparison_figure_rejects_bad_input(tmp_path, data):
     path = tmp_path / "comparison.png"
     with pytest.raises(InputError, match="at least one"):
-        plotting.comparison_figure([], path)
+        comparison_figure([], path)
     with pytest.raises(InputError, match="labels"):
-        plotting.comparison_figure([data["stochastic"]], path, labels=["a", "b"])
+        comparison_figure([data["stochastic"]], path, labels=["a", "b"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -125,28 +129,28 @@ def test_bad_path_raises_before_drawing(tmp_path, data, kind):
     missing = tmp_path / "no" / "such" / "dir" / "figure.png"
     with pytest.raises(InputError, match="does not exist"):
         if kind == "recon":
-            plotting.reconstruction_figure(data["truth"], data["sinogram"],
+            reconstruction_figure(data["truth"], data["sinogram"],
                                            {"x": data["truth"]}, missing)
         elif kind == "posterior":
-            plotting.posterior_figure(data["stochastic"], missing)
+            posterior_figure(data["stochastic"], missing)
         else:
-            plotting.comparison_figure([data["stochastic"]], missing)
+            comparison_figure([data["stochastic"]], missing)
 
 
 def test_bad_suffix_and_directory_target(tmp_path, data):
     with pytest.raises(InputError, match="format"):
-        plotting.posterior_figure(data["stochastic"], tmp_path / "figure.jpg")
+        posterior_figure(data["stochastic"], tmp_path / "figure.jpg")
     with pytest.raises(InputError, match="directory"):
-        plotting.posterior_figure(data["stochastic"], tmp_path)
+        posterior_figure(data["stochastic"], tmp_path)
 
 
 def test_failed_write_leaves_no_temporary_file(tmp_path, data, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(plotting.os, "replace", boom)
+    monkeypatch.setattr(style.os, "replace", boom)
     path = tmp_path / "figure.png"
     with pytest.raises(OSError, match="disk full"):
-        plotting.reconstruction_figure(None, data["sinogram"], {"x": data["truth"]}, path)
+        reconstruction_figure(None, data["sinogram"], {"x": data["truth"]}, path)
     assert list(tmp_path.iterdir()) == []
 

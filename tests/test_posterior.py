@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from bayes_inr import __version__, metrics, posterior
-from bayes_inr.errors import InputError
+from bayes_inr import __version__, posterior
+from bayes_inr.core.errors import InputError
+from bayes_inr.evaluation import metrics
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

@@ -7,8 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from bayes_inr import posterior, provenance
-from bayes_inr.config import FitConfig
+from bayes_inr import posterior
+from bayes_inr.core import provenance
+from bayes_inr.inference.config import FitConfig
 
 
 def test_config_hash_ignores_run_control_only():

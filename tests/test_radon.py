@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bayes_inr import Geometry, InputError, RadonOperator
-from bayes_inr.radon import projection_matrix
+from bayes_inr.physics.radon import projection_matrix
 
 
 @pytest.mark.parametrize("size", [15, 16, 33])

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayes_inr import metrics, posterior, recalibration
-from bayes_inr.data import benchmark_sample, build_benchmark, write_dataset
-from bayes_inr.errors import InputError
-from bayes_inr.recalibration import (
+from bayes_inr import posterior
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.benchmark import benchmark_sample, build_benchmark, write_dataset
+from bayes_inr.evaluation import metrics
+from bayes_inr.evaluation.recalibration import (
     EPS,
+    FORMAT,
     LEVELS,
     Calibration,
     calibrate,
@@ -24,7 +26,9 @@ from bayes_inr.recalibration import (
     moments,
     recalibrated_draws,
     residuals,
+    run_moments,
 )
+from bayes_inr.recalibration import main
 
 SIGMA = 0.05
 
@@ -173,7 +177,7 @@ def test_ensemble_member_weights_are_respected():
     pooled = np.concatenate([single[None], wide])
     z = residuals(pooled, truth, weights)
     assert not np.allclose(z, residuals(pooled, truth))
-    mean, _ = recalibration.run_moments(idata)
+    mean, _ = run_moments(idata)
     np.testing.assert_allclose(mean, 0.5 * single + 0.5 * wide.mean(axis=0))
     cal = calibrate([idata], vouch=True)
     np.testing.assert_allclose(cal.z_quantiles, np.quantile(z, LEVELS, method="weibull"))
@@ -240,11 +244,11 @@ def test_cli_round_trip(bench, capsys):
     folder, runs = bench["folder"], bench["runs"]
     cal_path, out = folder / "cal.json", folder / "test_5_recal.nc"
     val = [str(runs[i]) for i in range(5)]
-    code = recalibration.main(["fit", *val, "--dataset", str(bench["path"]),
+    code = main(["fit", *val, "--dataset", str(bench["path"]),
                                "--out", str(cal_path)])
     assert code == 0, capsys.readouterr().err
     content = json.loads(cal_path.read_text())
-    assert content["format"] == recalibration.FORMAT
+    assert content["format"] == FORMAT
     assert (content["method"], content["views"], content["split"]) == ("mcd", 4, "val")
     assert content["split_verified"] and content["n_images"] == 5
     loaded = [bench["idata"][i] for i in range(5)]
@@ -255,7 +259,7 @@ def test_cli_round_trip(bench, capsys):
     assert content["config_hash"] == posterior.run_attrs(loaded[0])["config_hash"]
     capsys.readouterr()
 
-    code = recalibration.main(["apply", str(runs[5]), "--calibration", str(cal_path),
+    code = main(["apply", str(runs[5]), "--calibration", str(cal_path),
                                "--out", str(out), "--draws", "40"])
     printed = capsys.readouterr().out
     assert code == 0 and "raw predictive" in printed and "recalibrated" in printed
@@ -280,7 +284,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(bench, capsys, case, message):
     folder, runs = bench["folder"], bench["runs"]
     cal_path = folder / "cli_cal.json"
     if not cal_path.exists():
-        assert recalibration.main(["fit", *(str(runs[i]) for i in range(4)), "--vouch-validation",
+        assert main(["fit", *(str(runs[i]) for i in range(4)), "--vouch-validation",
                                    "--out", str(cal_path)]) == 0
     (folder / "bad.json").write_text("{not json")
     argv = {
@@ -295,6 +299,6 @@ def test_cli_bad_input_is_one_line_and_exit_2(bench, capsys, case, message):
         "out dir": ["fit", str(folder / "missing.nc"), "--out", str(folder / "no" / "x.json")],
     }[case]
     capsys.readouterr()
-    assert recalibration.main(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err

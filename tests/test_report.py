@@ -10,12 +10,19 @@ import warnings
 import numpy as np
 import pytest
 
-from bayes_inr import plotting, posterior, report
-from bayes_inr.baselines import reconstruct
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.errors import InputError
-from bayes_inr.fit import fit
+from bayes_inr import posterior
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.inference.baselines.classical import reconstruct
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.plots import style
+from bayes_inr.plots.comparison import comparison_figure
+from bayes_inr.plots.posterior import posterior_figure
+from bayes_inr.plots.trace import trace_figure
+from bayes_inr.report import main
+from bayes_inr.reports.diagnostics import mcmc_diagnostics, trace_pixels
+from bayes_inr.reports.report import report
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -28,7 +35,7 @@ NUTS = {"depth": 1, "width": 8, "omega0": 1.0, "sigma": 0.1, "steps": 30, "lr": 
 
 @pytest.fixture(autouse=True)
 def _low_dpi(monkeypatch):
-    monkeypatch.setattr(plotting, "DPI", 40)  # layout unchanged, rasterising faster
+    monkeypatch.setattr(style, "DPI", 40)  # layout unchanged, rasterising faster
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +62,16 @@ def page(runs, tmp_path_factory):
     """The CLI's report of all four runs: (output folder, Markdown, HTML)."""
     out = tmp_path_factory.mktemp("report") / "new" / "dir"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plotting, "DPI", 40)
-        code = report.main([str(runs[k]) for k in ("mcd", "nuts", "fbp", "blind")]
+        mp.setattr(style, "DPI", 40)
+        code = main([str(runs[k]) for k in ("mcd", "nuts", "fbp", "blind")]
                            + ["--out", str(out)])
     assert code == 0
-    return out, (out / "report.md").read_text(), (out / "report.html").read_text()
+    return out, (out / "md").read_text(), (out / "html").read_text()
 
 
 def test_cli_writes_the_page_and_every_figure(page):
     out, md, _ = page
-    expected = {"report.md", "report.html", "comparison.png", "nuts_trace.png"} | {
+    expected = {"md", "html", "comparison.png", "nuts_trace.png"} | {
         f"{name}_posterior.png" for name in ("mcd", "nuts", "fbp", "blind")}
     assert {p.name for p in out.iterdir()} == expected  # no temporary files left over
     for png in out.glob("*.png"):
@@ -124,7 +131,7 @@ def test_diagnostics_are_arviz_numbers(runs, page):
 
 def test_one_chain_uses_the_split_halves(runs, tmp_path):
     idata = posterior.load(runs["nuts"]).isel(chain=[0])
-    diag = report.mcmc_diagnostics(idata)
+    diag = mcmc_diagnostics(idata)
     values = idata.posterior_predictive["image"].values[0]  # (draw, y, x)
     half = values.shape[0] // 2
     halves = np.stack([values[:half], values[half: 2 * half]])  # (2 chains, draw, y, x)
@@ -135,23 +142,23 @@ def test_one_chain_uses_the_split_halves(runs, tmp_path):
                                                      method="bulk")["image"].values)
     assert [row["chain"] for row in diag.sampler] == ["0"]
     assert "two halves" in " ".join(diag.notes)
-    pixels = report.trace_pixels(idata, diag)
+    pixels = trace_pixels(idata, diag)
     assert any(label.startswith("lowest bulk ESS") or ", lowest bulk ESS" in label
                for label in pixels)  # no worst R-hat between chains with one chain
-    path = plotting.trace_figure(idata, tmp_path / "one.png", pixels)
+    path = trace_figure(idata, tmp_path / "one.png", pixels)
     assert path.read_bytes()[:8] == PNG
 
 
 def test_api_takes_in_memory_runs_and_numbers_repeated_labels(runs, tmp_path):
     fbp = posterior.load(runs["fbp"])
-    report.report([fbp, runs["fbp"]], tmp_path, labels=["a", "a"], title="two of a kind")
+    report([fbp, runs["fbp"]], tmp_path, labels=["a", "a"], title="two of a kind")
     names = {p.name for p in tmp_path.iterdir()}
     assert {"a_posterior.png", "a-2_posterior.png", "comparison.png"} <= names
-    assert (tmp_path / "report.md").read_text().startswith("# two of a kind")
-    assert report.mcmc_diagnostics(fbp) is None
-    assert report.mcmc_diagnostics(posterior.load(runs["mcd"])) is None
+    assert (tmp_path / "md").read_text().startswith("# two of a kind")
+    assert mcmc_diagnostics(fbp) is None
+    assert mcmc_diagnostics(posterior.load(runs["mcd"])) is None
     with pytest.raises(InputError, match="labels"):
-        report.report([fbp], tmp_path, labels=["a", "b"])
+        report([fbp], tmp_path, labels=["a", "b"])
 
 
 def test_bad_input_exits_with_2(runs, tmp_path, capsys):
@@ -165,25 +172,25 @@ def test_bad_input_exits_with_2(runs, tmp_path, capsys):
              [str(runs["mcd"]), str(junk)], [str(runs["mcd"]), "--out", str(a_file)]]
     for args in cases:
         out = tmp_path / "out"
-        assert report.main(args + ([] if "--out" in args else ["--out", str(out)])) == 2, args
+        assert main(args + ([] if "--out" in args else ["--out", str(out)])) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1, (args, err)
         assert not out.exists()  # nothing written before every run was read
     with pytest.raises(SystemExit) as exit_info:
-        report.main(["--help"])
+        main(["--help"])
     assert exit_info.value.code == 0 and "--out" in capsys.readouterr().out
 
 
 def test_figures_show_the_variance_and_reject_bad_options(runs, tmp_path):
     idata = posterior.load(runs["nuts"])
-    path = plotting.posterior_figure(idata, tmp_path / "var.png", spread="variance")
+    path = posterior_figure(idata, tmp_path / "var.png", spread="variance")
     assert path.read_bytes()[:8] == PNG
     with pytest.raises(InputError, match="spread"):
-        plotting.posterior_figure(idata, tmp_path / "x.png", spread="sd")
+        posterior_figure(idata, tmp_path / "x.png", spread="sd")
     with pytest.raises(InputError, match="spread"):
-        plotting.comparison_figure([idata], tmp_path / "x.png", spread="sd")
+        comparison_figure([idata], tmp_path / "x.png", spread="sd")
     with pytest.raises(InputError, match="outside"):
-        plotting.trace_figure(idata, tmp_path / "x.png", {"far": (99, 0)})
+        trace_figure(idata, tmp_path / "x.png", {"far": (99, 0)})
     with pytest.raises(InputError, match="non-empty"):
-        plotting.trace_figure(idata, tmp_path / "x.png", {})
+        trace_figure(idata, tmp_path / "x.png", {})
     assert {p.name for p in tmp_path.iterdir()} == {"var.png"}

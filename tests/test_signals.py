@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from bayes_inr import posterior
-from bayes_inr.config import FitConfig
-from bayes_inr.data import phantom_sample
-from bayes_inr.ensemble import fit_ensemble, members_dir
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.experiments.results import read_table
 from bayes_inr.fit import main as fit_main
-from bayes_inr.results import read_table
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.ensemble import fit_ensemble, members_dir
 from bayes_inr.sweep import main as sweep_main
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),

@@ -7,15 +7,16 @@ import sys
 import numpy as np
 import pytest
 
-from bayes_inr.config import FitConfig, load_config
-from bayes_inr.data import phantom_sample
-from bayes_inr.errors import InputError
-from bayes_inr.fit import fit
-from bayes_inr.grid import load_grid
-from bayes_inr.metrics import score
-from bayes_inr.ranking import rank, write_configs
-from bayes_inr.results import METRICS, read_table, write_settings, write_table
-from bayes_inr.sweep import main, run_sweep
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.evaluation.metrics import score
+from bayes_inr.experiments.grid import load_grid
+from bayes_inr.experiments.ranking import rank, write_configs
+from bayes_inr.experiments.results import METRICS, read_table, write_settings, write_table
+from bayes_inr.experiments.sweep import run_sweep
+from bayes_inr.inference.config import FitConfig, load_config
+from bayes_inr.inference.fit import fit
+from bayes_inr.sweep import main
 
 BASE = """[base]
 inference = "mcd"
@@ -201,7 +202,7 @@ def test_rank_writes_the_top_unique_validation_configs(tmp_path):
 
 
 def test_boxplots(tmp_path):
-    from bayes_inr.boxplots import boxplot_figure
+    from bayes_inr.plots.boxplots import boxplot_figure
 
     path = boxplot_figure(fake_rows(), tmp_path / "box.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bayes_inr import posterior
-from bayes_inr.data import phantom_sample
+from bayes_inr.data.sample import phantom_sample
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
 table1 = pytest.importorskip("table1")

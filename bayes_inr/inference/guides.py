@@ -13,8 +13,8 @@ from pyro.infer import Predictive
 from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_value
 from torch.distributions import constraints
 
-from ..errors import InputError
-from ..model import CTModel, apply_dropout
+from ..core.errors import InputError
+from ..model.ctmodel import CTModel, apply_dropout
 
 
 class DropoutGuide:
@@ -31,7 +31,7 @@ class DropoutGuide:
       Gal and Ghahramani's L2 on the kept weights comes from the prior.
     - ``pixel`` scope: every pixel has its own masks, which cannot be folded into one
       weight draw; they are sample sites of the model
-      (:meth:`~bayes_inr.model.CTModel.mask_sites`) drawn here from that same
+      (:meth:`~bayes_inr.model.ctmodel.CTModel.mask_sites`) drawn here from that same
       distribution (zero KL), and the prior acts on M.
     """
 

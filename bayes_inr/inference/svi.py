@@ -35,9 +35,9 @@ from pyro.infer.autoguide import AutoDelta
 from pyro.optim import ExponentialLR
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
-from ..errors import InputError
-from ..model import CTModel
+from ..core.atomic import atomic_path
+from ..core.errors import InputError
+from ..model.ctmodel import CTModel
 from .guides import make_guide, sample_params
 
 METHODS = ("map", "bbb", "mcd")

@@ -1,0 +1,474 @@
+"""Recalibration on validation: split-conformal intervals and a recalibrated predictive.
+
+This replaces the authors' interval widening, which was tuned on the test ground truth.
+
+**Fit.** From the validation runs of one method (one configuration) at one view count on
+one dataset, pool the normalised residuals z = (x - m) / s over the validation **object**
+pixels (true value x > 0): m and s^2 are the predictive mean and variance of the pixel, the
+weighted moments of its draws (:func:`bayes_inr.posterior.draw_weights`: ensemble members
+weigh 1/K each), and s = sqrt(s_draws^2 + eps) with ``eps = metrics.EPS = 1e-6``, the
+variance floor of the NLL: a pixel whose draws all agree (s_draws = 0: a clipped head, a
+one-draw method) gets s = 1e-3 instead of a division by zero. The calibration file keeps the
+quantiles of z and the conformal multipliers of |z| on a fixed level grid, and where the
+runs came from (:class:`Calibration`). Runs of the test split are refused: their split is
+found by matching each run's ``data_hash`` against the images of the benchmark file
+(:func:`benchmark_index`); a run that matches none is refused unless the user vouches that
+it is a validation image.
+
+**Split-conformal interval** at level q: m +/- k_q s, where k_q is the
+ceil((n + 1) q)-th smallest |z| of the n calibration pixels, infinite when
+ceil((n + 1) q) > n. Levels off the grid use the next grid level up (still valid, wider).
+
+**Recalibrated predictive.** Per pixel m + s Z, Z distributed as the calibration's signed z
+(its quantile function: the Weibull plotting positions j / (n + 1) of the sorted z,
+interpolated), so it has the residuals' shape (skew, tails), not only their width. It is
+stored as S deterministic draws at the levels (i + 1) / (S + 1), i = 0..S-1, of Z: the
+metrics rank the truth among the draws plus itself, and these levels make that rank exactly
+uniform when Z is right (the midpoint levels (i + 0.5) / S would over-cover every level q by
+about q / S). Every metric (PIT, ECE, coverage, CRPS, NLL) scores it unchanged.
+
+**The guarantee.** Let z_1..z_n be the calibration scores and z_new = (x - m) / s that of a
+new pixel. If (z_1, ..., z_n, z_new) are exchangeable, then
+
+    q <= P(x in [m - k_q s, m + k_q s]) <= q + 1 / (n + 1)
+
+(the upper bound when the |z| have no ties), the probability taken jointly over the
+calibration pixels and the new pixel. What it is and is not:
+
+- *marginal*: over a random object pixel of a random new image drawn from the same
+  distribution (same phantom generator or scanner, method, configuration, view count and
+  noise, i.e. same dataset). It is not a per-pixel statement, and not conditional on the
+  image, on the calibration set at hand, or on the intensity or region: edges may be
+  under-covered while flat regions are over-covered, as long as they average to q;
+- *object support only*: it holds for pixels whose true value is > 0, the set it was fitted
+  on; applied to background or all pixels it promises nothing;
+- *effective n*: pixels of one image are not exchangeable with each other across images:
+  they share one reconstruction, their errors are spatially correlated, and the images
+  differ. What is exchangeable is the images. The bound above with n = the pixel count
+  holds exactly only when calibration and new pixels are exchangeable as pixels; for a
+  pixel drawn uniformly at random from a new image exchangeable with the K calibration
+  images it holds with the images as the units (Dunn, Wasserman and Ramdas 2022; Lee,
+  Barber and Willett 2023): the multiplier ``unit="image"`` of :meth:`Calibration.multiplier`
+  is the smallest t with (1 / (K + 1)) sum_j F_j(t) >= q, F_j the CDF of |z| on
+  calibration image j, infinite when q > K / (K + 1). In practice: with 5 validation
+  images the formally valid 90 % interval is unbounded, and the pixel-pooled k_q is an
+  estimate of the right width whose error on a new image is set by how much the images'
+  residual distributions differ (if every pixel of an image had the same |z|, the pooled
+  k_0.9 of 5 images would cover only 5/6 of new images' pixels; tested), not by
+  1 / (n + 1).
+
+The recalibrated predictive's equal-tailed intervals share the same assumptions, up to the
+interpolation of the stored quantiles (O(1 / n) and the grid step).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .. import __version__, posterior
+from ..core import provenance
+from ..core.atomic import atomic_path
+from ..core.errors import InputError
+from ..data.benchmark import SPLITS, benchmark_ids, benchmark_sample
+from . import metrics
+
+FORMAT = "bayes_inr.recalibration/1"
+"""The ``format`` field of a calibration file."""
+
+EPS = metrics.EPS
+"""Variance floor: s = sqrt(s_draws^2 + EPS), as in the NLL."""
+
+GRID_STEPS = 1000
+LEVELS = np.arange(GRID_STEPS + 1) / GRID_STEPS
+"""Levels 0, 0.001, ..., 1 at which a calibration stores its quantiles."""
+
+DRAWS = 100
+"""Default number of draws of a recalibrated predictive (Table 1's MCD and BBB store 100)."""
+
+UNITS = ("pixel", "image")
+"""What the conformal guarantee takes as exchangeable (see the module notes)."""
+
+
+# ----------------------------------------------------------------------------- numpy core
+
+
+def moments(draws, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel predictive mean m and floored sd s = sqrt(var + EPS) of weighted draws."""
+    mean, var = metrics.predictive_moments(draws, weights)
+    return mean, np.sqrt(var + EPS)
+
+
+def residuals(draws, truth, weights=None) -> np.ndarray:
+    """Normalised residuals z = (x - m) / s of the object pixels (truth > 0), flattened."""
+    mean, sd = moments(draws, weights)
+    truth = np.asarray(truth, dtype=np.float64)
+    if truth.shape != mean.shape:
+        raise InputError(f"truth shape {truth.shape} does not match the draws' {mean.shape}")
+    obj = truth > 0
+    return (truth[obj] - mean[obj]) / sd[obj]
+
+
+def conformal_quantile(scores, q, weights=None) -> np.ndarray:
+    """Split-conformal quantile of calibration scores.
+
+    The smallest score t whose cumulative weight (scores <= t) reaches q, the new point
+    holding the rest of the weight at +inf. Equal weights 1 / (n + 1) give the
+    ceil((n + 1) q)-th smallest score, +inf when that rank exceeds n.
+
+    Parameters
+    ----------
+    scores : array (..., n)
+        Calibration scores (here |z|); leading axes are independent calibration sets.
+    q : float or array (L,)
+        Levels in [0, 1]; level 0 gives 0.
+    weights : array (n,), optional
+        Weight of each score, summing to at most 1 (default 1 / (n + 1) each; the image
+        units of :func:`image_weights`).
+
+    Returns
+    -------
+    array (...) for a scalar ``q``, else (..., L)
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    levels = np.asarray(q, dtype=np.float64)
+    n = scores.shape[-1]
+    if n == 0:
+        raise InputError("no calibration scores")
+    w = np.full(n, 1.0 / (n + 1)) if weights is None else np.asarray(weights, np.float64)
+    order = np.argsort(scores, axis=-1)
+    ranked = np.take_along_axis(scores, order, axis=-1)
+    cumulative = np.cumsum(w[order], axis=-1).reshape(-1, n)
+    # how many cumulative weights fall short of q (a 1e-12 slack for the float sums)
+    targets = np.atleast_1d(levels) - 1e-12
+    rank = np.stack([np.searchsorted(c, targets) for c in cumulative]
+                    ).reshape(*ranked.shape[:-1], targets.size)
+    padded = np.concatenate([ranked, np.full((*ranked.shape[:-1], 1), np.inf)], axis=-1)
+    out = np.take_along_axis(padded, rank, axis=-1)
+    out = np.where(np.atleast_1d(levels) > 0, out, 0.0)
+    return out[..., 0] if levels.ndim == 0 else out
+
+
+def image_weights(counts: Sequence[int]) -> np.ndarray:
+    """Weights of pooled pixels for the image-level guarantee: a pixel of calibration image
+    j (of K, with counts[j] object pixels) weighs 1 / ((K + 1) counts[j])."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.repeat(1.0 / ((counts.size + 1) * counts), counts)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration: quantiles of the normalised residuals and where they came from.
+
+    ``z_quantiles`` are the quantiles of the signed z at ``levels`` (Weibull plotting
+    positions j / (n + 1), interpolated), ``abs_z`` the conformal multipliers k_q of |z| at
+    ``levels`` with the pixels as units, ``abs_z_image`` with the images as units (see the
+    module notes); +inf where unbounded.
+    """
+
+    levels: np.ndarray
+    z_quantiles: np.ndarray
+    abs_z: np.ndarray
+    abs_z_image: np.ndarray
+    n_pixels: int
+    n_images: int
+    n_zero_sd: int = 0
+    """Calibration pixels whose draws all agree (s_draws = 0: s is the floor sqrt(EPS))."""
+    method: str | None = None
+    views: int | None = None
+    shape: tuple[int, ...] | None = None
+    dataset: str | None = None
+    split: str = "val"
+    split_verified: bool = False
+    config_hash: str | None = None
+    runs: tuple[dict, ...] = field(default=())
+
+    @classmethod
+    def from_residuals(cls, z_per_image: Sequence[np.ndarray], **about) -> Calibration:
+        """A calibration from the object residuals of each calibration image."""
+        counts = [int(np.size(z)) for z in z_per_image]
+        if not counts or min(counts) == 0:
+            raise InputError("every calibration image needs object pixels (true value > 0)")
+        z = np.concatenate([np.ravel(v) for v in z_per_image]).astype(np.float64)
+        if not np.isfinite(z).all():
+            raise InputError("the normalised residuals hold non-finite values")
+        return cls(levels=LEVELS, z_quantiles=np.quantile(z, LEVELS, method="weibull"),
+                   abs_z=conformal_quantile(np.abs(z), LEVELS),
+                   abs_z_image=conformal_quantile(np.abs(z), LEVELS, image_weights(counts)),
+                   n_pixels=z.size, n_images=len(counts), **about)
+
+    def multiplier(self, q: float, unit: str = "pixel") -> float:
+        """k_q: the conformal interval is m +/- k_q s; a level off the grid uses the next
+        grid level up."""
+        if unit not in UNITS:
+            raise InputError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+        if not 0 <= q <= 1:
+            raise InputError(f"level q must lie in [0, 1], got {q}")
+        index = int(np.searchsorted(self.levels, q - 1e-12, side="left"))
+        return float((self.abs_z if unit == "pixel" else self.abs_z_image)[index])
+
+    def z_at(self, p) -> np.ndarray:
+        """The quantile function of Z at probabilities ``p`` (interpolated)."""
+        return np.interp(p, self.levels, self.z_quantiles)
+
+    def to_json(self) -> dict:
+        """The calibration file's content (+inf stored as null)."""
+        out = {"format": FORMAT} | asdict(self)
+        for key in ("levels", "z_quantiles", "abs_z", "abs_z_image"):
+            out[key] = [None if math.isinf(v) else float(v) for v in out[key]]
+        out["shape"] = None if self.shape is None else list(self.shape)
+        out["runs"] = list(self.runs)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> Calibration:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InputError(f"not a calibration file (format {FORMAT!r} expected)")
+        data = dict(data)
+        data.pop("format")
+        try:
+            for key in ("levels", "z_quantiles", "abs_z", "abs_z_image"):
+                data[key] = np.array([np.inf if v is None else v for v in data[key]],
+                                     dtype=np.float64)
+            if data["shape"] is not None:
+                data["shape"] = tuple(data["shape"])
+            data["runs"] = tuple(data["runs"])
+            cal = cls(**data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"malformed calibration file: {err}") from None
+        lengths = {v.size for v in (cal.levels, cal.z_quantiles, cal.abs_z, cal.abs_z_image)}
+        if len(lengths) != 1 or cal.levels[0] != 0 or cal.levels[-1] != 1:
+            raise InputError("malformed calibration file: quantile tables do not match its "
+                             "levels 0..1")
+        return cal
+
+
+def recalibrated_draws(mean, sd, calibration: Calibration, n_draws: int = DRAWS
+                       ) -> np.ndarray:
+    """S = ``n_draws`` draws m + s Z_i of the recalibrated predictive, shape (S, *m.shape),
+    Z_i the quantile of Z at level (i + 1) / (S + 1)."""
+    if n_draws < 2:
+        raise InputError(f"a recalibrated predictive needs at least 2 draws, got {n_draws}")
+    z = calibration.z_at((np.arange(n_draws) + 1.0) / (n_draws + 1.0))
+    mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
+    return mean[None] + sd[None] * z.reshape(-1, *([1] * mean.ndim))
+
+
+def interval(mean, sd, calibration: Calibration, q: float, unit: str = "pixel"
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds m -/+ k_q s of the split-conformal interval at level ``q`` (see the module
+    notes for its guarantee); ``mean, sd`` from :func:`moments` or :func:`run_moments`."""
+    k = calibration.multiplier(q, unit)
+    mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
+    return mean - k * sd, mean + k * sd
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def run_moments(idata) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`moments` of a run's pooled draws with their weights (ensembles 1/K each)."""
+    return moments(posterior.image_draws(idata), posterior.draw_weights(idata))
+
+
+def _truth(idata, name: str) -> np.ndarray:
+    constant = getattr(idata, "constant_data", None)
+    if constant is None or "ground_truth" not in constant:
+        raise InputError(f"{name} has no ground truth (constant_data.ground_truth)")
+    return np.asarray(constant["ground_truth"].values, dtype=np.float64)
+
+
+def _about(idata, name: str) -> dict:
+    """What a calibration must agree on, and the provenance of one run."""
+    attrs = posterior.run_attrs(idata)
+    return {"path": name, "method": attrs.get("method"),
+            "views": int(idata.observed_data["sinogram"].sizes["angle"]),
+            "shape": tuple(int(n) for n in idata.posterior_predictive["image"].shape[2:]),
+            "config_hash": attrs.get("config_hash"), "data_hash": attrs.get("data_hash"),
+            "git_commit": attrs.get("git_commit")}
+
+
+def benchmark_index(dataset: xr.Dataset) -> dict[str, dict]:
+    """Every image of a benchmark at every view count, keyed by the ``data_hash`` a run of
+    it records: {hash: {"image_id", "views", "split"}}."""
+    views = sorted(int(k.split("_")[1]) for k in dataset.data_vars if k.startswith("sinogram_"))
+    split_of = {i: split for split in SPLITS for i in benchmark_ids(dataset, split)}
+    index = {}
+    for v in views:
+        for image_id in benchmark_ids(dataset, "all"):
+            sample = benchmark_sample(dataset, image_id, v)
+            key = provenance.data_hash(sample.sinogram, sample.geometry.angles,
+                                       sample.ground_truth)
+            index[key] = {"image_id": image_id, "views": v, "split": split_of[image_id]}
+    return index
+
+
+def _split(about: dict, index: dict | None, vouch: bool) -> dict:
+    """The benchmark entry of a run; refuses test-split runs and, unless ``vouch``, runs
+    whose split cannot be established."""
+    entry = (index or {}).get(about["data_hash"])
+    if entry is not None:
+        if entry["split"] != "val":
+            raise InputError(f"{about['path']} is image {entry['image_id']} of the "
+                             f"{entry['split']} split; calibrate on validation runs only")
+        return entry | {"split_verified": True}
+    if not vouch:
+        where = ("its data hash matches no image of the --dataset benchmark" if index
+                 else "no --dataset benchmark given")
+        raise InputError(f"cannot establish the split of {about['path']} ({where}); pass "
+                         "--dataset BENCHMARK.nc, or --vouch-validation if you know it is a "
+                         "validation image")
+    return {"split": "val", "split_verified": False}
+
+
+def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
+              benchmark: xr.Dataset | None = None, dataset: str | None = None,
+              vouch: bool = False) -> Calibration:
+    """A :class:`Calibration` from validation runs of one method, configuration and view
+    count.
+
+    Parameters
+    ----------
+    runs : sequence of InferenceData
+        Runs with ``constant_data.ground_truth``, each of another image.
+    names : sequence of str, optional
+        Their labels in messages and in the file (their paths).
+    benchmark : xarray.Dataset, optional
+        The benchmark they were made from: a run's split is that of the image whose
+        ``data_hash`` it records (:func:`benchmark_index`); test-split runs are refused.
+    dataset : str, optional
+        The benchmark's name in the file (its path).
+    vouch : bool
+        Take runs whose split cannot be established as validation images (recorded with
+        ``split_verified`` false) instead of refusing them.
+
+    Raises
+    ------
+    InputError
+        Runs that differ in method, configuration, view count or image size, repeat an
+        image, lack a ground truth, belong to the test split, or (without ``vouch``) whose
+        split is unknown.
+    """
+    names = [f"run {i}" for i in range(len(runs))] if names is None else list(names)
+    if not runs or len(names) != len(runs):
+        raise InputError("give at least one run (and one name per run)")
+    index = None if benchmark is None else benchmark_index(benchmark)
+    abouts = [_about(idata, name) for idata, name in zip(runs, names, strict=True)]
+    for key in ("method", "views", "shape", "config_hash"):
+        values = {str(a[key]) for a in abouts}
+        if len(values) > 1:
+            raise InputError(f"the runs differ in {key} ({', '.join(sorted(values))}); a "
+                             "calibration is for one method, configuration and view count")
+    hashes = [a["data_hash"] for a in abouts]
+    if len(set(hashes)) < len(hashes):
+        raise InputError("two runs are of the same data (equal data_hash): each image once")
+    records, z, zero = [], [], 0
+    for idata, about in zip(runs, abouts, strict=True):
+        records.append(about | _split(about, index, vouch))
+        draws, truth = posterior.image_draws(idata), _truth(idata, about["path"])
+        z.append(residuals(draws, truth, posterior.draw_weights(idata)))
+        zero += int(((draws == draws[:1]).all(axis=0) & (truth > 0)).sum())
+    first = abouts[0]
+    return Calibration.from_residuals(
+        z, n_zero_sd=zero, method=first["method"], views=first["views"], shape=first["shape"],
+        dataset=dataset, split="val",
+        split_verified=all(r["split_verified"] for r in records),
+        config_hash=first["config_hash"],
+        runs=tuple({k: v for k, v in r.items() if k != "shape"} for r in records))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def save_calibration(calibration: Calibration, path) -> Path:
+    """Write the calibration as JSON (one field per line), atomically."""
+    path = Path(path)
+    content = calibration.to_json() | {
+        "bayes_inr_version": str(__version__),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in content.items()]
+    with atomic_path(path) as tmp:
+        tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")  # one field per line
+    return path
+
+
+def load_calibration(path) -> tuple[Calibration, str]:
+    """A calibration file and the SHA-256 of its bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"calibration file {path} not found")
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InputError(f"calibration file {path} is not JSON: {err}") from None
+    if isinstance(data, dict):
+        for key in ("bayes_inr_version", "created_at"):
+            data.pop(key, None)
+    return Calibration.from_json(data), hashlib.sha256(raw).hexdigest()
+
+
+def check_applicable(calibration: Calibration, idata, name: str = "the run") -> None:
+    """Refuse a run of another method, configuration, view count or image size than the
+    calibration's, or one of its calibration images."""
+    about = _about(idata, name)
+    for key in ("method", "views", "shape", "config_hash"):
+        if about[key] != getattr(calibration, key):
+            raise InputError(f"{name} has {key} {about[key]}, the calibration "
+                             f"{getattr(calibration, key)}: it calibrates another predictive")
+    if about["data_hash"] in {r.get("data_hash") for r in calibration.runs}:
+        raise InputError(f"{name} is one of the calibration runs: score it on other images")
+
+
+def apply(idata, calibration_path, n_draws: int = DRAWS):
+    """A run's recalibrated predictive as a new InferenceData.
+
+    Parameters
+    ----------
+    idata : InferenceData
+        A run of the calibration's method, configuration and view count, not one of its
+        calibration images (:func:`check_applicable`).
+    calibration_path : path
+        The calibration file (:func:`save_calibration`).
+    n_draws : int
+        Draws S of the recalibrated predictive.
+
+    Returns
+    -------
+    InferenceData
+        ``posterior_predictive.image``: S deterministic draws m + s Z_i in one chain
+        (:func:`recalibrated_draws`); the run's sinogram, angles and ground truth; attributes
+        ``method`` "METHOD+recal", ``config`` the run's plus a ``recalibration`` entry,
+        ``calibration_file`` (absolute path), ``calibration_sha256`` and ``raw_config_hash``.
+    """
+    calibration, sha = load_calibration(calibration_path)
+    check_applicable(calibration, idata)
+    mean, sd = run_moments(idata)
+    attrs = posterior.run_attrs(idata)
+    constant = getattr(idata, "constant_data", None)
+    truth = (constant["ground_truth"].values
+             if constant is not None and "ground_truth" in constant else None)
+    source = {"calibration_file": str(Path(calibration_path).resolve()),
+              "calibration_sha256": sha, "raw_config_hash": str(attrs.get("config_hash"))}
+    out = posterior.build(
+        recalibrated_draws(mean, sd, calibration, n_draws)[None],
+        sinogram=idata.observed_data["sinogram"].values,
+        angles=idata.observed_data["angle"].values, method=f"{attrs.get('method')}+recal",
+        config=posterior.config(idata) | {"recalibration": source | {"draws": n_draws}},
+        settings={"recalibration": source | {"draws": n_draws}}, ground_truth=truth,
+        device=attrs.get("device", "cpu"))
+    out.attrs.update(source)
+    for group in out.groups():
+        getattr(out, group).attrs.update(source)
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI

@@ -1,0 +1,1 @@
+"""Experiments over many fits: sweep grids, their trials, result tables, ranking."""

@@ -1,0 +1,92 @@
+"""Model selection from a validation sweep: rank its trials, write the best as model configs.
+
+Trials rank by mean validation PSNR (higher first), ties by NLL (lower first; a trial
+without an NLL, i.e. with one draw, after those with one). Failed trials are left out,
+and configurations that differ only in ``seed`` or ``threads`` count once (their best
+trial). Only sweeps on the validation split can be ranked: configurations are never
+chosen on test images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from ..core.atomic import atomic_path
+from ..core.errors import InputError
+from ..evaluation.metrics import score_table
+from ..inference.config import FitConfig, load_config
+from .results import read_settings, read_table
+
+IGNORED = ("seed", "threads")
+"""Fields that do not make a configuration different."""
+
+
+def rank(directory, top: int | None = None) -> list[dict]:
+    """The best ``top`` unique configurations of the validation sweep in ``directory``."""
+    settings = read_settings(directory)
+    if settings.get("split") != "val":
+        raise InputError(f"{directory} is a sweep on {settings.get('split')!r} images; only "
+                         "validation sweeps may select configurations")
+    if top is not None and top < 1:
+        raise InputError(f"--top must be >= 1, got {top}")
+    rows = [row for row in read_table(directory)
+            if row["status"] == "ok" and math.isfinite(row["psnr"])]
+    if not rows:
+        raise InputError(f"{directory} has no finished trials to rank")
+    rows.sort(key=lambda row: (-row["psnr"], row["nll_object"]
+                               if math.isfinite(row["nll_object"]) else math.inf))
+    unique: dict = {}
+    for row in rows:
+        key = tuple(sorted((k, str(v)) for k, v in row["config"].items() if k not in IGNORED))
+        unique.setdefault(key, row)
+    return list(unique.values())[:top]
+
+
+def ranking_table(rows: list[dict]) -> str:
+    """The ranked rows as a text table: rank, trial, metrics and swept values."""
+    columns = ["rank", "trial", "psnr", "ssim", "crps_object", "nll_object", "ece_object",
+               "seconds",
+               *dict.fromkeys(name for row in rows for name in row["changes"])]
+    return score_table([{"rank": k, "trial": row["trial_id"], **row, **row["changes"]}
+                        for k, row in enumerate(rows, 1)], columns)
+
+
+def toml_value(value) -> str:
+    """``value`` (str, bool, int or float) as a TOML value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (int, float)):
+        return repr(value)
+    raise InputError(f"cannot write {value!r} to a TOML config")
+
+
+def write_configs(rows: list[dict], directory, sweep) -> list[Path]:
+    """Write ``rows`` (from :func:`rank`) as ``directory/SWEEP_topK.toml``; the paths.
+
+    Each file starts with a comment saying where it came from; every file is read back
+    with :func:`bayes_inr.inference.config.load_config` before it is kept.
+    """
+    directory, sweep = Path(directory), Path(sweep)
+    if not directory.is_dir():
+        raise InputError(f"--write-configs: directory {directory} does not exist")
+    settings = read_settings(sweep)
+    paths = []
+    for k, row in enumerate(rows, 1):
+        path = directory / f"{sweep.name}_top{k}.toml"
+        header = (f"# Rank {k} of sweep {sweep} (trial {row['trial_id']}): mean validation "
+                  f"PSNR {row['psnr']:.2f} dB, object NLL {row['nll_object']:.4g}, object ECE "
+                  f"{row['ece_object']:.3f} on "
+                  f"{', '.join(settings['images'])} at {settings['views']} views.\n"
+                  f"# Written by python -m bayes_inr.sweep --rank {sweep} --write-configs "
+                  f"{directory}\n")
+        body = "".join(f"{f.name} = {toml_value(row['config'][f.name])}\n"
+                       for f in dataclasses.fields(FitConfig) if f.name in row["config"])
+        with atomic_path(path) as tmp:
+            tmp.write_text(header + body)
+            load_config(tmp)
+        paths.append(path)
+    return paths

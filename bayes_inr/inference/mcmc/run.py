@@ -1,0 +1,212 @@
+"""HMC/NUTS chains of one model: run, checkpoint, resume, InferenceData.
+
+Pyro's kernels (:mod:`.kernels`) run on the flat potential (:mod:`.potential`) under
+:class:`~pyro.infer.mcmc.MCMC`, one ``MCMC`` per chain, chains one after the other in
+this process (Pyro's multiprocessing would need a CPU per chain and loses the per-draw
+hook). Every kept draw records the chain's state (:mod:`.state`); a run restarted from
+it (:meth:`MCMCRun.from_inference_data`) continues with adaptation off and the same RNG
+stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer.mcmc import MCMC
+
+from ... import posterior
+from ...core.errors import InputError
+from .kernels import STATS, make_kernel
+from .potential import SITE, FlatPotential
+from .settings import MCMCSettings, chain_seed
+from .state import Chain, ChainState
+
+STATE_PREFIX = "mcmc_"
+
+
+class MCMCRun:
+    """HMC/NUTS chains of one model: run, checkpoint, resume, InferenceData.
+
+    Parameters
+    ----------
+    potential : FlatPotential
+    settings : MCMCSettings
+    inits : torch.Tensor
+        Start points (chains, dim).
+    """
+
+    def __init__(self, potential: FlatPotential, settings: MCMCSettings, inits: torch.Tensor):
+        if inits.shape != (settings.chains, potential.dim):
+            raise InputError(f"initial points have shape {tuple(inits.shape)}, expected "
+                             f"({settings.chains}, {potential.dim})")
+        self.potential = potential
+        self.settings = settings
+        self.chains = [Chain(init.to(potential.device, potential.dtype)) for init in inits]
+
+    @property
+    def complete(self) -> bool:
+        return all(chain.draws >= self.settings.draws for chain in self.chains)
+
+    def run(self, progress: bool = True,
+            checkpoint: Callable[[MCMCRun], None] | None = None) -> None:
+        """Run every chain to ``settings.draws`` kept draws, one chain after another.
+
+        ``checkpoint(self)`` is called every ``checkpoint_every`` kept draws and when a
+        chain ends. An exception (KeyboardInterrupt included) propagates after the
+        draws so far are kept: call ``checkpoint`` then to save them.
+        """
+        for index, chain in enumerate(self.chains):
+            if chain.draws < self.settings.draws:
+                self._run_chain(index, chain, progress, checkpoint)
+
+    def _run_chain(self, index: int, chain: Chain, progress: bool, checkpoint) -> None:
+        s, potential = self.settings, self.potential
+        infer_sigma = potential.model.infer_sigma
+        if chain.state is not None:
+            chain.state.restore_rng(potential.device)
+            start, warmup = chain.state.theta, 0
+        else:
+            pyro.set_rng_seed(chain_seed(s.seed, index))
+            start, warmup = chain.init, s.warmup
+        kernel = make_kernel(s, potential, chain.state)
+
+        def hook(kernel, params, stage, i):
+            if stage.startswith("Sample") and (i + 1) % s.thin == 0:
+                chain.keep(params[SITE], kernel, infer_sigma)
+                if checkpoint and chain.draws % s.checkpoint_every == 0:
+                    checkpoint(self)
+
+        mcmc = MCMC(kernel, num_samples=(s.draws - chain.draws) * s.thin, warmup_steps=warmup,
+                    initial_params={SITE: start}, hook_fn=hook, disable_progbar=not progress,
+                    save_params=[])
+        begin = time.perf_counter()
+        try:
+            mcmc.run()
+        finally:
+            chain.seconds += time.perf_counter() - begin
+        if checkpoint and chain.draws % s.checkpoint_every:
+            checkpoint(self)
+
+    # ------------------------------------------------------------------------- output
+
+    def inference_data(self, **meta):
+        """The draws so far as InferenceData (None before the first kept draw).
+
+        ``meta`` goes to :func:`bayes_inr.posterior.build` (``sinogram``, ``angles``,
+        ``method``, ``config``, ...), with the model's operator and sigma (per draw when
+        inferred): the log-likelihood, replicated sinograms and ``posterior.pixel`` (the
+        diagnostics' pixels) come with them. Chains without draws
+        are left out (a partial run's chains may then have different lengths: see
+        ``posterior.build``).
+        """
+        s, potential = self.settings, self.potential
+        for chain in self.chains:
+            chain.render(potential, s.save_params)
+        started = [chain for chain in self.chains if chain.draws]
+        if not started:
+            return None
+        images = [np.concatenate(chain.images) for chain in started]
+        stats = {name: [np.asarray(chain.stats[name]) for chain in started]
+                 for name in STATS if name in started[0].stats}
+        draws = {}
+        if potential.model.infer_sigma:
+            draws["sigma"] = [np.exp(np.asarray(chain.log_sigma)) for chain in started]
+        if s.save_params:
+            for name, value in potential.unflatten(torch.cat(
+                    [torch.cat(chain.params) for chain in started])).items():
+                values = value.numpy()
+                splits = np.cumsum([chain.draws for chain in started])[:-1]
+                draws.setdefault(name, []).extend(np.split(values, splits))
+            draws.pop("log_sigma", None)
+        model = potential.model
+        return posterior.build(images, sample_stats=stats, posterior=draws,
+                               extra_constant=self._state_arrays(), forward=model.operator,
+                               sigma=draws["sigma"] if model.infer_sigma else model.sigma,
+                               **meta)
+
+    def _state_arrays(self) -> dict:
+        """The resume state as ``constant_data`` arrays (dims ``mcmc_chain``, ``param``)."""
+        dim, chains = self.potential.dim, self.chains
+        theta = np.full((len(chains), dim), np.nan, np.float32)
+        inverse_mass = np.full((len(chains), dim), np.nan, np.float32)
+        step_size = np.full(len(chains), np.nan)
+        rng = np.zeros((len(chains), torch.get_rng_state().numel()), np.uint8)
+        for i, chain in enumerate(chains):
+            if chain.state is not None:
+                theta[i] = chain.state.theta.cpu().numpy()
+                inverse_mass[i] = chain.state.inverse_mass.cpu().numpy()
+                step_size[i] = chain.state.step_size
+                rng[i] = chain.state.rng.numpy()
+        out = {"init": (("mcmc_chain", "param"), torch.stack(
+                   [chain.init for chain in chains]).cpu().numpy()),
+               "theta": (("mcmc_chain", "param"), theta),
+               "inverse_mass": (("mcmc_chain", "param"), inverse_mass),
+               "step_size": (("mcmc_chain",), step_size),
+               "rng": (("mcmc_chain", "rng_byte"), rng),
+               "draws": (("mcmc_chain",), np.array([c.draws for c in chains], np.int64)),
+               "seconds": (("mcmc_chain",), np.array([c.seconds for c in chains]))}
+        cuda = [chain.state.rng_cuda for chain in chains
+                if chain.state is not None and chain.state.rng_cuda is not None]
+        if cuda:
+            rng_cuda = np.zeros((len(chains), cuda[0].numel()), np.uint8)
+            for i, chain in enumerate(chains):
+                if chain.state is not None and chain.state.rng_cuda is not None:
+                    rng_cuda[i] = chain.state.rng_cuda.numpy()
+            out["rng_cuda"] = (("mcmc_chain", "rng_cuda_byte"), rng_cuda)
+        return {STATE_PREFIX + name: value for name, value in out.items()}
+
+    @classmethod
+    def from_inference_data(cls, potential: FlatPotential, settings: MCMCSettings,
+                            idata) -> MCMCRun:
+        """The run stored in ``idata`` (a file written by :meth:`inference_data`)."""
+        const = getattr(idata, "constant_data", None)
+        if const is None or STATE_PREFIX + "init" not in const:
+            raise InputError("the file holds no hmc/nuts state (not an hmc/nuts run of this "
+                             "package, or written before its first kept draw)")
+
+        def state(name):
+            return np.asarray(const[STATE_PREFIX + name].values)
+
+        inits = torch.from_numpy(state("init"))
+        if inits.shape != (settings.chains, potential.dim):
+            raise InputError(f"the file's chains have {inits.shape[1]} parameters x "
+                             f"{inits.shape[0]} chains; this model needs {potential.dim} x "
+                             f"{settings.chains}")
+        run = cls(potential, settings, inits)
+        pp, post = idata.posterior_predictive, getattr(idata, "posterior", None)
+        stats = getattr(idata, "sample_stats", None)
+        done = state("draws")
+        stored = 0
+        for i, chain in enumerate(run.chains):
+            if not done[i]:
+                continue
+            n = int(done[i])
+            chain.images = [np.asarray(pp["image"].values[stored, :n], np.float32)]
+            for name in STATS:
+                if stats is not None and name in stats:
+                    values = np.asarray(stats[name].values[stored, :n])
+                    kind = {"diverging": bool, "n_steps": int, "tree_depth": int}.get(name, float)
+                    chain.stats[name] = values.astype(kind).tolist()
+            if potential.model.infer_sigma:
+                chain.log_sigma = np.log(np.asarray(post["sigma"].values[stored, :n])).tolist()
+            if settings.save_params:
+                sites = [np.asarray(post[name].values[stored, :n]).reshape(n, -1)
+                         for name in potential.shapes]
+                if potential.model.infer_sigma:
+                    sites.append(np.asarray(chain.log_sigma)[:, None])
+                chain.params = [torch.from_numpy(np.concatenate(sites, axis=1)).to(potential.dtype)]
+            rng_cuda = state("rng_cuda")[i] if STATE_PREFIX + "rng_cuda" in const else None
+            chain.state = ChainState(
+                torch.from_numpy(state("theta")[i]).to(potential.device, potential.dtype),
+                float(state("step_size")[i]),
+                torch.from_numpy(state("inverse_mass")[i]).to(potential.device,
+                                                                potential.dtype),
+                torch.from_numpy(state("rng")[i]),
+                None if rng_cuda is None else torch.from_numpy(rng_cuda))
+            chain.seconds = float(state("seconds")[i])
+            stored += 1
+        return run

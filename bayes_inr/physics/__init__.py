@@ -1,0 +1,1 @@
+"""The measurement: parallel-beam geometry, the Radon operator, and the memory guard."""
