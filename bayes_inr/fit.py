@@ -37,6 +37,7 @@ from .evaluation.metrics import calibration_table, score, score_table
 from .inference.config import MCMC, SVI, FitConfig, field_help, load_config
 from .inference.ensemble import fit_ensemble, member_scores, members_dir
 from .inference.fit import fit
+from .inference.mcmc.diagnostics import diagnostics
 from .inference.single import check_model_memory, resume_inputs
 from .inference.svi import checkpoint_path
 from .physics.geometry import Geometry
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
     print(f"wrote {out} ({attrs['method']}, {len(posterior.image_draws(idata))} draws, "
           f"{attrs['wall_time']:.1f} s)")
     if mcmc:
-        print(mcmc.diagnostics(idata))
+        print(diagnostics(idata))
         for line in convergence.sampler_warnings(idata):
             print(f"warning: {line}", file=sys.stderr)
     if sample.ground_truth is not None:
