@@ -1,4 +1,4 @@
-"""Hyperparameter sweeps on local processes or a Ray cluster: the command line.
+"""Hyperparameter sweeps on local processes or a Ray cluster; ranking; boxplots.
 
     python -m bayes_inr.sweep --grid models/sweeps/mcd_cpu.toml --views 20 --split val \\
         --backend local --workers 2 --out sweeps/mcd_cpu
@@ -7,7 +7,14 @@
     python -m bayes_inr.sweep --rank sweeps/mcd_cpu --top 3 --write-configs models/
     python -m bayes_inr.sweep --plot sweeps/mcd_cpu                # boxplots_psnr.png
 
-The sweep itself is :mod:`bayes_inr.experiments.sweep`.
+Every trial (a grid point, :mod:`bayes_inr.experiments.grid`) fits every image of the split and
+records the mean metrics in the sweep's table (:mod:`bayes_inr.experiments.results`), rewritten
+after each trial (atomically). Rerunning the command resumes: trials already in the table
+(finished or failed) are not run again. A failing trial is recorded with its error and
+the sweep goes on. Ctrl-C or SIGTERM stops the workers and exits 130 with one line saying
+how to continue. Arguments and ``--out`` (an existing directory's new or sweep
+subdirectory) are checked before anything is written; a sweep holds a lock beside its
+directory while it runs.
 """
 
 from __future__ import annotations

@@ -84,15 +84,32 @@ html_show_sourcelink = False
 # --- the API reference page: every module of the package, grouped by the data flow; a module
 # missing from API_GROUPS still appears (under "Other modules"), so the page never goes stale.
 API_GROUPS = {
-    "Physics and data": ["geometry", "radon", "phantoms", "data", "images"],
-    "Models and priors": ["inr", "gop", "priors", "model"],
-    "Configuration": ["config", "configs"],
-    "Inference": ["fit", "inference", "inference.svi", "inference.guides", "inference.hmc",
-                  "ensemble", "convergence"],
-    "Draws, evaluation and reports": ["posterior", "metrics", "baselines", "plotting", "report",
-                                      "provenance"],
-    "Sweeps and workers": ["sweep", "grid", "results", "ranking", "boxplots", "workers"],
-    "Command lines and utilities": ["demo", "outputs", "resources", "atomic", "errors"],
+    "Foundation": ["core", "core.errors", "core.atomic", "core.outputs", "core.provenance",
+                   "core.workers"],
+    "Physics": ["physics", "physics.geometry", "physics.radon", "physics.resources"],
+    "Data": ["data", "data.phantoms", "data.images", "data.sample", "data.benchmark",
+             "data.cli"],
+    "Model": ["model", "model.inr", "model.gop", "model.priors", "model.ctmodel",
+              "model.catalog"],
+    "Posterior (InferenceData)": ["posterior", "posterior.build", "posterior.read",
+                                  "posterior.store"],
+    "Evaluation": ["evaluation", "evaluation.metrics", "evaluation.convergence",
+                   "evaluation.recalibration"],
+    "Inference": ["inference", "inference.config", "inference.svi", "inference.guides",
+                  "inference.mcmc", "inference.mcmc.potential", "inference.mcmc.settings",
+                  "inference.mcmc.state", "inference.mcmc.kernels", "inference.mcmc.run",
+                  "inference.mcmc.init", "inference.mcmc.exact", "inference.mcmc.diagnostics",
+                  "inference.single", "inference.ensemble", "inference.fit",
+                  "inference.baselines", "inference.baselines.methods",
+                  "inference.baselines.classical", "inference.baselines.tv",
+                  "inference.baselines.evaluate"],
+    "Figures and reports": ["plots", "plots.style", "plots.reconstruction", "plots.posterior",
+                            "plots.comparison", "plots.trace", "plots.boxplots", "reports",
+                            "reports.report", "reports.diagnostics", "reports.page"],
+    "Experiments": ["experiments", "experiments.grid", "experiments.sweep",
+                    "experiments.results", "experiments.ranking"],
+    "Command lines": ["fit", "sweep", "report", "baselines", "recalibration", "configs",
+                      "demo"],
 }
 
 
@@ -100,7 +117,8 @@ def _modules() -> list[str]:
     import pkgutil
 
     return sorted(info.name.removeprefix("bayes_inr.") for info in
-                  pkgutil.walk_packages(bayes_inr.__path__, prefix="bayes_inr."))
+                  pkgutil.walk_packages(bayes_inr.__path__, prefix="bayes_inr.")
+                  if not info.name.endswith("__main__"))  # running it would run the command
 
 
 def _write_api_page() -> None:

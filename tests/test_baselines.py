@@ -369,7 +369,7 @@ def test_tv_settings_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def validation():
-    data = pytest.importorskip("bayes_inr.data")
+    data = pytest.importorskip("bayes_inr.data.benchmark")
     from bayes_inr.evaluation.metrics import psnr as package_psnr
 
     try:

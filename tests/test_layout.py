@@ -169,7 +169,8 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
      "import circle: pkg.inference.a -> pkg.inference.b -> pkg.inference.a"),
     ({"evaluation/metrics.py": "from ..data import sample\n", "data/sample.py": ""},
      "pkg.evaluation.metrics may import only ['core', 'posterior'], not pkg.data.sample"),
-    ({"fit.py": "import pkg.sweep\n", "sweep.py": ""}, "pkg.fit (stage 9) imports pkg.sweep (stage 9)"),
+    ({"fit.py": "import pkg.sweep\n", "sweep.py": ""},
+     "pkg.fit (stage 9) imports pkg.sweep (stage 9)"),
 ])
 def test_a_planted_violation_is_found(tmp_path, files, says):
     found = violations(_plant(tmp_path, files), "pkg")

@@ -66,12 +66,12 @@ def page(runs, tmp_path_factory):
         code = main([str(runs[k]) for k in ("mcd", "nuts", "fbp", "blind")]
                            + ["--out", str(out)])
     assert code == 0
-    return out, (out / "md").read_text(), (out / "html").read_text()
+    return out, (out / "report.md").read_text(), (out / "report.html").read_text()
 
 
 def test_cli_writes_the_page_and_every_figure(page):
     out, md, _ = page
-    expected = {"md", "html", "comparison.png", "nuts_trace.png"} | {
+    expected = {"report.md", "report.html", "comparison.png", "nuts_trace.png"} | {
         f"{name}_posterior.png" for name in ("mcd", "nuts", "fbp", "blind")}
     assert {p.name for p in out.iterdir()} == expected  # no temporary files left over
     for png in out.glob("*.png"):
@@ -154,7 +154,7 @@ def test_api_takes_in_memory_runs_and_numbers_repeated_labels(runs, tmp_path):
     report([fbp, runs["fbp"]], tmp_path, labels=["a", "a"], title="two of a kind")
     names = {p.name for p in tmp_path.iterdir()}
     assert {"a_posterior.png", "a-2_posterior.png", "comparison.png"} <= names
-    assert (tmp_path / "md").read_text().startswith("# two of a kind")
+    assert (tmp_path / "report.md").read_text().startswith("# two of a kind")
     assert mcmc_diagnostics(fbp) is None
     assert mcmc_diagnostics(posterior.load(runs["mcd"])) is None
     with pytest.raises(InputError, match="labels"):

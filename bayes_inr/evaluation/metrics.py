@@ -47,6 +47,9 @@ page, ``docs/metrics.md``, states them with formulas):
 ``draws`` arrays hold S draws on axis 0: shape (S, N, N), or (S, ...) in general,
 ``truth`` has the shape of one draw, and ``weights`` (S,) are non-negative with a
 positive sum (normalised here).
+
+One module although it is long: it is one concept, the definitions above, each a few lines
+on shared input checks and weighted quantiles, and the score of a run that collects them.
 """
 
 from __future__ import annotations

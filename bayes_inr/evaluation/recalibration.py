@@ -59,6 +59,10 @@ calibration pixels and the new pixel. What it is and is not:
 
 The recalibrated predictive's equal-tailed intervals share the same assumptions, up to the
 interpolation of the stored quantiles (O(1 / n) and the grid step).
+
+One module although it is long: it is one method, whose fit, application and calibration
+file share the level grid and the residual definitions above. The command line is
+:mod:`bayes_inr.recalibration`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ and the tests use as ``mcmc.NAME``.
 from .diagnostics import diagnostics
 from .exact import exact_posterior
 from .init import initial_points, last_draws
-from .kernels import KERNELS, STATS, make_kernel
+from .kernels import STATS, make_kernel
 from .potential import RENDER_CHUNK, SITE, FlatPotential
 from .run import STATE_PREFIX, MCMCRun
-from .settings import MCMCSettings, chain_seed
+from .settings import KERNELS, MCMCSettings, chain_seed
 from .state import Chain, ChainState
 
 __all__ = ["KERNELS", "RENDER_CHUNK", "SITE", "STATE_PREFIX", "STATS", "Chain", "ChainState",

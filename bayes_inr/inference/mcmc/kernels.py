@@ -26,10 +26,8 @@ import torch
 from pyro.infer.mcmc import HMC, NUTS
 
 from .potential import SITE, FlatPotential
-from .settings import KERNELS, MCMCSettings
+from .settings import MCMCSettings
 from .state import ChainState
-
-__all__ = ["KERNELS", "STATS", "make_kernel"]
 
 STATS = ("diverging", "step_size", "acceptance_rate", "n_steps", "tree_depth", "energy", "lp")
 
