@@ -37,7 +37,7 @@ from .evaluation.metrics import calibration_table, score, score_table
 from .inference.config import MCMC, SVI, FitConfig, field_help, load_config
 from .inference.ensemble import fit_ensemble, member_scores, members_dir
 from .inference.fit import fit
-from .inference.mcmc.diagnostics import diagnostics
+from .inference.mcmc.summary import diagnostics
 from .inference.single import check_model_memory, resume_inputs
 from .inference.svi import checkpoint_path
 from .physics.geometry import Geometry

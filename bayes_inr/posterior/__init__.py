@@ -48,13 +48,14 @@ ArviZ's summaries see no padding; ``load(path, trim=False)`` gives the file as s
 Files are written with the h5netcdf engine, atomically (:func:`save`), and read
 fully into memory (:func:`load`).
 
-The modules: :mod:`.build` (draws -> InferenceData), :mod:`.read` (draws, weights,
-attributes of a run), :mod:`.store` (netCDF on disk). This package imports nothing from
-inference; it re-exports their public names, the API used as ``posterior.NAME``.
+The modules: :mod:`.schema` (draws -> InferenceData in the schema above), :mod:`.read`
+(draws, weights, attributes of a run), :mod:`.store` (netCDF on disk). This package
+imports nothing from inference; it re-exports their public names, the API used as
+``posterior.NAME``.
 """
 
-from .build import build, from_reconstruction, representative_pixels
 from .read import config, draw_weights, image_draws, run_attrs, trim_partial
+from .schema import build, from_reconstruction, representative_pixels
 from .store import load, save
 
 __all__ = [

@@ -1,7 +1,8 @@
 """The argparse parsers of the package's command lines, for sphinx-argparse and cli_check.
 
 ``fit``, ``report`` and ``sweep`` have a ``parser()`` function and ``baselines`` a
-``build_parser()``; ``data``, ``demo`` and ``configs`` build their parser inside ``main``.
+``build_parser()``; ``data`` (its ``cli`` module), ``demo`` and ``configs`` build their
+parser inside ``main``.
 For those, :func:`_captured` calls ``main`` with ``parse_args`` replaced by a function that
 hands the parser back before anything else runs, so the reference is still generated from
 the real parser (no copy of its flags here).
@@ -62,7 +63,7 @@ def baselines() -> argparse.ArgumentParser:
 
 
 def data() -> argparse.ArgumentParser:
-    return _captured("data")
+    return _captured("data.cli")  # python -m bayes_inr.data runs bayes_inr.data.cli
 
 
 def demo() -> argparse.ArgumentParser:

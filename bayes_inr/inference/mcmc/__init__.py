@@ -6,13 +6,12 @@ gradient on one flat vector), :mod:`.settings` (sampler settings, chain seeds),
 (Pyro's HMC/NUTS with statistics and restarts: the only module that touches Pyro's
 private attributes), :mod:`.run` (chains, checkpoints, resume, InferenceData),
 :mod:`.init` (start points), :mod:`.exact` (the exact posterior of a linear-Gaussian
-model, a check) and :mod:`.diagnostics` (R-hat, ESS, divergences as text).
+model, a check) and :mod:`.summary` (R-hat, ESS, divergences as text).
 
 This package re-exports their public names, the API that ``bayes_inr.inference.single``
 and the tests use as ``mcmc.NAME``.
 """
 
-from .diagnostics import diagnostics
 from .exact import exact_posterior
 from .init import initial_points, last_draws
 from .kernels import STATS, make_kernel
@@ -20,6 +19,7 @@ from .potential import RENDER_CHUNK, SITE, FlatPotential
 from .run import STATE_PREFIX, MCMCRun
 from .settings import KERNELS, MCMCSettings, chain_seed
 from .state import Chain, ChainState
+from .summary import diagnostics
 
 __all__ = ["KERNELS", "RENDER_CHUNK", "SITE", "STATE_PREFIX", "STATS", "Chain", "ChainState",
            "FlatPotential", "MCMCRun", "MCMCSettings", "chain_seed", "diagnostics",

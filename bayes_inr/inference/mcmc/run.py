@@ -33,8 +33,8 @@ class MCMCRun:
 
     Parameters
     ----------
-    potential : FlatPotential
-    settings : MCMCSettings
+    potential : ~bayes_inr.inference.mcmc.potential.FlatPotential
+    settings : ~bayes_inr.inference.mcmc.settings.MCMCSettings
     inits : torch.Tensor
         Start points (chains, dim).
     """
