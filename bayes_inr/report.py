@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from .core.errors import InputError
 from .core.outputs import check_output_dir, output_lock
 from .reports.report import report
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
 
 
 def parser() -> argparse.ArgumentParser:

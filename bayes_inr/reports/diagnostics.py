@@ -28,10 +28,6 @@ with warnings.catch_warnings():
     import arviz as az
 
 
-SCORE_COLUMNS = ("run", "method", "n_draws", "psnr", "ssim", "crps_object", "nll_object",
-                 "ece_object", "pit_error_object", "coverage_90_object", "below_90_object",
-                 "above_90_object", "ece_all", "tied_all")
-
 SAMPLER_STATS = (  # (sample_stats variable, column, reduction)
     ("step_size", "step size", "mean"),
     ("acceptance_rate", "acceptance (mean)", "mean"),

@@ -7,13 +7,9 @@ import base64
 import html
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
 
 
 def _num(value, digits: int = 3) -> str:

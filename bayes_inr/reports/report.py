@@ -33,7 +33,6 @@ import datetime as _dt
 import math
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +50,12 @@ from ..evaluation.convergence import (
 from ..plots.comparison import comparison_figure
 from ..plots.posterior import posterior_figure
 from ..plots.trace import trace_figure
-from .diagnostics import SAMPLER_STATS, SCORE_COLUMNS, Diagnostics, mcmc_diagnostics, trace_pixels
+from .diagnostics import SAMPLER_STATS, Diagnostics, mcmc_diagnostics, trace_pixels
 from .page import _num, _Page, _sig
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
+SCORE_COLUMNS = ("run", "method", "n_draws", "psnr", "ssim", "crps_object", "nll_object",
+                 "ece_object", "pit_error_object", "coverage_90_object", "below_90_object",
+                 "above_90_object", "ece_all", "tied_all")
 
 
 @dataclass

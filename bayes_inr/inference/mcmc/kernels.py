@@ -1,8 +1,6 @@
-"""Pyro's :class:`~pyro.infer.mcmc.HMC` and :class:`~pyro.infer.mcmc.NUTS` kernels run
-on that potential (``potential_fn`` route) under :class:`~pyro.infer.mcmc.MCMC`,
-one ``MCMC`` per chain, chains one after the other in this process (Pyro's
-multiprocessing would need a CPU per chain and loses the per-draw hook). Small
-subclasses add what Pyro lacks:
+"""Pyro's :class:`~pyro.infer.mcmc.HMC` and :class:`~pyro.infer.mcmc.NUTS` kernels on the
+flat potential (:mod:`.potential`, Pyro's ``potential_fn`` route). Small subclasses add what
+Pyro lacks:
 
 - per-transition statistics under ArviZ's names (:data:`STATS`): ``diverging``,
   ``step_size`` (used by the transition), ``acceptance_rate`` (HMC: the Metropolis

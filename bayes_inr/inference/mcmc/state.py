@@ -1,14 +1,14 @@
 """What a chain keeps: its draws, statistics and the state it continues from.
 
-Resume. Every kept draw records the chain's state: position, step size, inverse
-mass matrix and the torch RNG state after that draw. A run restarted from it
-(:meth:`MCMCRun.from_inference_data`) continues with adaptation off and the same
-RNG stream, and gives draws identical to the uninterrupted run's on the same
-device with the same torch thread count (the GEMMs' summation order can depend on
-both): parameters and statistics bit for bit, except ``acceptance_rate``, which is
-recovered from Pyro's running mean (equal to float64 rounding), and the images,
-rendered in batches of other sizes (equal to float32 rounding). A chain interrupted
-during warmup restarts from its start (same seed, so again the same draws).
+Resume. Every kept draw records the chain's state: position, step size, inverse mass
+matrix and the torch RNG state after that draw. A run restarted from it
+(:meth:`~bayes_inr.inference.mcmc.run.MCMCRun.from_inference_data`) continues with
+adaptation off and the same RNG stream, and gives draws identical to the uninterrupted
+run's on the same device with the same torch thread count (the GEMMs' summation order can
+depend on both): parameters and statistics bit for bit, except ``acceptance_rate``, which
+is recovered from Pyro's running mean (equal to float64 rounding), and the images,
+rendered in batches of other sizes (equal to float32 rounding). A chain interrupted during
+warmup restarts from its start (same seed, so again the same draws).
 """
 
 from __future__ import annotations
