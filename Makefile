@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m bayes_inr.demo --out out/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 	$(MAKE) docs
 
 # the documentation site: every warning is an error, the tutorial notebook and the code cells

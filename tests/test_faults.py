@@ -173,7 +173,6 @@ def test_an_interrupted_svi_fit_resumes_bit_identically(tmp_path, monkeypatch, c
     assert not checkpoint_path(out).exists()
 
 
-@pytest.mark.slow
 def test_an_svi_fit_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path):
     args = [*TINY_SVI, "--steps", "300", "--checkpoint-every", "10"]
     out, whole = tmp_path / "run.nc", tmp_path / "whole.nc"

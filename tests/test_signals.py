@@ -1,7 +1,8 @@
 """Signals: an interrupted ensemble, sweep or MAP warm start stops its workers at once,
 leaves no process behind, keeps its finished work and says how to continue.
 
-The tests that spawn torch workers are marked slow (``pytest -m slow tests/test_signals.py``).
+The Ray test is marked slow (``pytest -m slow tests/test_signals.py``): a local Ray instance
+takes long to start.
 """
 
 from __future__ import annotations
@@ -178,7 +179,6 @@ def test_the_process_checks_see_a_left_over_process(tmp_path):
     assert not alive(below)
 
 
-@pytest.mark.slow  # spawns torch workers: 60-80 s on a loaded 2-core machine
 def test_ensemble_sigterm_keeps_finished_members_and_the_rerun_fits_the_rest(
         start, tmp_path, capsys, monkeypatch):
     toml(tmp_path / "m0.toml", **TINY, steps=FAST)
@@ -242,7 +242,6 @@ def test_a_member_of_another_configuration_or_data_is_refitted(tmp_path):
     assert "1 of 2 members already fitted" in lines[0] and "(1 stored" in lines[0]
 
 
-@pytest.mark.slow  # spawns torch workers: 60-80 s on a loaded 2-core machine
 def test_workers_die_with_an_abruptly_killed_parent(start, tmp_path):
     toml(tmp_path / "m0.toml", **TINY, steps=FAST)
     toml(tmp_path / "m1.toml", **TINY, steps=ENDLESS)
@@ -257,7 +256,6 @@ def test_workers_die_with_an_abruptly_killed_parent(start, tmp_path):
     assert not alive(workers, within=5.0)
 
 
-@pytest.mark.slow  # spawns torch workers: 60-80 s on a loaded 2-core machine
 def test_sweep_ctrl_c_keeps_finished_rows_and_the_rerun_skips_them(start, tmp_path, monkeypatch):
     grid = tmp_path / "g.toml"
     base = "".join(f"{key} = {json.dumps(value)}\n" for key, value in TINY.items())
