@@ -207,9 +207,9 @@ def run_cases(selected: list[Case], timeout: float) -> tuple[list[str], list[str
             if case.then:
                 commands.append((f"... then `{' '.join(case.then[2:])}`", case.then, None,
                                  None))
-            for name, argv, sig, ready in commands:
+            for step, (name, argv, sig, ready) in enumerate(commands):
                 outcome = _run(argv, work, sig, ready, timeout)
-                expect = case.expect if argv is case.argv else ""
+                expect = "" if step else case.expect
                 rows.append(f"| {name} | {expect} | {_cell(outcome)} |")
                 print(rows[-1], flush=True)
                 if outcome.stderr_lines > 1:

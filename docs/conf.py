@@ -147,17 +147,3 @@ def _write_api_page() -> None:
 
 
 _write_api_page()
-
-
-FAULTS_TOCTREE = "```{toctree}\n:maxdepth: 1\n\nfaults\n```"
-
-
-def _faults_page(app, docname, source):
-    """The fault matrix (docs/faults.md, written by analysis/fault_matrix.py) is a page of
-    its own when it exists; without it, the results page keeps its note and drops the link."""
-    if docname == "results" and not (DOCS / "faults.md").is_file():
-        source[0] = source[0].replace(FAULTS_TOCTREE, "")
-
-
-def setup(app):
-    app.connect("source-read", _faults_page)
