@@ -24,7 +24,7 @@ CHILD = """
 import warnings, torch
 warnings.filterwarnings("ignore")
 torch.set_num_threads({threads})
-from bayes_inr.config import load_config
+from bayes_inr.inference.config import load_config
 from bayes_inr.data import benchmark_sample, load_benchmark
 from bayes_inr.fit import build_model
 from bayes_inr.inference.svi import fit_svi

@@ -81,7 +81,7 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys
     # while this process holds the lock, another process is refused
     with output_lock(out):
         other = subprocess.run(
-            [sys.executable, "-c", "from bayes_inr.outputs import output_lock\n"
+            [sys.executable, "-c", "from bayes_inr.core.outputs import output_lock\n"
              f"with output_lock({str(out)!r}): pass"], capture_output=True, text=True)
     assert other.returncode != 0 and "another run" in other.stderr
 
