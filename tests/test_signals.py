@@ -99,12 +99,17 @@ def start():
     end of the test, so that a failing test leaves nothing running either."""
     groups = []
 
+    def interactive():
+        # as from a terminal: a run started in the background of a non-interactive shell
+        # (nohup, cron, `make test &`) inherits SIGINT ignored, and Python keeps it so
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     def launch(module: str, args: list[str], cwd: Path) -> subprocess.Popen:
         env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
             process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd,
                                        env=env, stdout=out, stderr=err,
-                                       start_new_session=True)
+                                       start_new_session=True, preexec_fn=interactive)
         groups.append(process.pid)
         return process
 
