@@ -7,14 +7,8 @@
     python -m bayes_inr.sweep --rank sweeps/mcd_cpu --top 3 --write-configs models/
     python -m bayes_inr.sweep --plot sweeps/mcd_cpu                # boxplots_psnr.png
 
-Every trial (a grid point, :mod:`bayes_inr.experiments.grid`) fits every image of the split and
-records the mean metrics in the sweep's table (:mod:`bayes_inr.experiments.results`), rewritten
-after each trial (atomically). Rerunning the command resumes: trials already in the table
-(finished or failed) are not run again. A failing trial is recorded with its error and
-the sweep goes on. Ctrl-C or SIGTERM stops the workers and exits 130 with one line saying
-how to continue. Arguments and ``--out`` (an existing directory's new or sweep
-subdirectory) are checked before anything is written; a sweep holds a lock beside its
-directory while it runs.
+What a trial is, how a rerun resumes, how Ctrl-C or SIGTERM stops the workers and what is
+checked before anything is written: :mod:`bayes_inr.experiments.sweep`.
 """
 
 from __future__ import annotations
