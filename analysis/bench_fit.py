@@ -23,6 +23,7 @@ from bayes_inr.evaluation.metrics import psnr, score
 from bayes_inr.inference.baselines.classical import reconstruct
 from bayes_inr.inference.config import load_config
 from bayes_inr.inference.fit import fit
+from bayes_inr.inference.guides import DropoutGuide
 from bayes_inr.inference.single import build_model
 from bayes_inr.inference.svi import fit_svi
 
@@ -61,7 +62,7 @@ def main() -> None:
         model = build_model(sample, config)
         per_step = []
         for _ in range(args.repeats):
-            result = fit_svi(model, "mcd", model.init_params(0), steps=50,
+            result = fit_svi(model, DropoutGuide(model, model.init_params(0)), steps=50,
                              lr=config.lr, progress=False)
             per_step.append(result.seconds_per_step)
         step = float(np.median(per_step))

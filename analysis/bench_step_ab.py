@@ -26,13 +26,15 @@ warnings.filterwarnings("ignore")
 torch.set_num_threads({threads})
 from bayes_inr.inference.config import load_config
 from bayes_inr.data import benchmark_sample, load_benchmark
-from bayes_inr.fit import build_model
+from bayes_inr.inference.guides import DropoutGuide
+from bayes_inr.inference.single import build_model
 from bayes_inr.inference.svi import fit_svi
 config = load_config({config!r})
 model = build_model(benchmark_sample(load_benchmark({data!r}), 0, {views}), config)
-fit_svi(model, "mcd", model.init_params(0), steps=3, lr=config.lr, progress=False)
-result = fit_svi(model, "mcd", model.init_params(0), steps={steps}, lr=config.lr,
-                 progress=False)
+fit_svi(model, DropoutGuide(model, model.init_params(0)), steps=3, lr=config.lr,
+        progress=False)
+result = fit_svi(model, DropoutGuide(model, model.init_params(0)), steps={steps},
+                 lr=config.lr, progress=False)
 print(result.seconds_per_step)
 """
 

@@ -261,7 +261,7 @@ def part_nuts(args, out: dict, sampler_factory) -> None:
                                    lr=config.lr, lr_final=config.lr_final, progress=False)
         synchronize(args.device)
         begin = time.perf_counter()
-        run = hmc.MCMCRun(potential, hmc.MCMCSettings.from_config(config), inits)
+        run = hmc.MCMCRun(potential, hmc.MCMCSettings.from_config(config, config.inference), inits)
         run.run(progress=False, checkpoint=lambda run: marks.append(
             (time.perf_counter(), potential.evaluations)))
         synchronize(args.device)

@@ -34,12 +34,14 @@ from .data.images import load_image, npy_error
 from .data.sample import Sample, phantom_sample, simulate
 from .evaluation import convergence
 from .evaluation.metrics import calibration_table, score, score_table
-from .inference.config import MCMC, SVI, FitConfig, field_help, load_config
+from .inference.config import FitConfig, field_help, load_config
 from .inference.ensemble import fit_ensemble, member_scores, members_dir
 from .inference.fit import fit
 from .inference.mcmc.summary import diagnostics
+from .inference.method import family_of, get_method
 from .inference.single import check_model_memory, resume_inputs
 from .inference.svi import checkpoint_path
+from .model.catalog import validated
 from .physics.geometry import Geometry
 
 
@@ -70,6 +72,42 @@ def sample_from_args(args, config: FitConfig) -> Sample:
         check_model_memory(config, Geometry(truth.shape[0], views))
         return simulate(truth, views, seed=config.seed, name=Path(args.image).stem, **noise)
     return phantom_sample(args.phantom, views, args.size or 128, **noise)
+
+
+def choose_config(args, overrides: dict) -> FitConfig:
+    """The configuration of a fresh fit, with the command line's hyperparameters
+    ``overrides`` on top: ``--config`` (a file or a shipped name; ``none``: the bare
+    defaults of :class:`FitConfig`; also the ensemble's own with ``--member-configs``),
+    else the shipped configuration validated for the
+    method at the view count nearest the problem's
+    (:func:`bayes_inr.model.catalog.validated`), which is announced on stdout."""
+    if args.config is not None:
+        if str(args.config) == "none":
+            return FitConfig(**overrides)
+        return load_config(args.config, **overrides)
+    if args.member_configs:  # the members bring their configurations
+        return FitConfig(**overrides)
+    bare = FitConfig(**overrides)  # checks the overrides and names the method
+    views = requested_views(args)
+    for name in get_method(bare.inference).shipped_names(bare):
+        shipped = validated(name, views)
+        if shipped is not None:
+            print(f"config: {shipped} (shipped, validated on the validation split; for "
+                  f"{views} views; --config none gives the bare defaults)", flush=True)
+            return load_config(shipped, **{"inference": bare.inference} | overrides)
+    print(f"config: the bare defaults (no shipped configuration for {bare.inference})",
+          flush=True)
+    return bare
+
+
+def requested_views(args) -> int:
+    """The number of views of the problem the command line asks for."""
+    if args.sinogram and not args.views:
+        try:  # the header only
+            return int(np.load(args.sinogram, mmap_mode="r", allow_pickle=False).shape[0])
+        except (ValueError, OSError, IndexError):
+            return 20  # sample_from_args says what is wrong with the file
+    return args.views or 20
 
 
 def sinogram_sample(path, size: int | None) -> Sample:
@@ -113,7 +151,9 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--noise-snr", type=float, help="add Gaussian noise at this SNR (dB)")
     p.add_argument("--config", type=Path,
                    help="a shipped configuration by name (e.g. mcd_20; python -m "
-                        "bayes_inr.configs lists them) or a TOML file")
+                        "bayes_inr.configs lists them), a TOML file, or none for the bare "
+                        "defaults below (default: the shipped configuration validated for "
+                        "the method at the nearest view count)")
     p.add_argument("--out", type=Path,
                    help="output InferenceData file (default run.nc; with --resume that file)")
     p.add_argument("--overwrite", action="store_true",
@@ -183,10 +223,9 @@ def main(argv=None) -> int:
                 if overrides.setdefault("members", len(members)) != len(members):
                     raise InputError(f"--members {overrides['members']} but "
                                      f"{len(members)} --member-configs")
-            config = (load_config(args.config, **overrides) if args.config
-                      else FitConfig(**overrides))
+            config = choose_config(args, overrides)
             sample, resumed = sample_from_args(args, config), None
-        mcmc = config.inference in MCMC
+        mcmc = family_of(config.inference) == "mcmc"
         if mcmc:
             print(f"{config.inference}: {config.chains} chain(s) of {config.warmup} warmup + "
                   f"{config.draws} x {config.thin} transitions, "
@@ -199,7 +238,7 @@ def main(argv=None) -> int:
                                  + rerun_command("bayes_inr.fit", argv))
         else:
             idata = fit(sample, config, progress=not args.quiet, out=out, resume=resumed)
-        if config.inference not in SVI:  # an SVI fit saved its run (then removed .OUT.ckpt)
+        if family_of(config.inference) != "svi":  # SVI saved its run, removed .OUT.ckpt
             posterior.save(idata, out)
         if config.inference == "ensemble":
             shutil.rmtree(members_dir(out))

@@ -34,7 +34,7 @@ from .evaluation.recalibration import (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bayes_inr.recalibration",
                                 description="Recalibration on validation: split-conformal "
                                 "intervals and a recalibrated predictive.")
@@ -104,7 +104,7 @@ def _apply_command(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         (_fit_command if args.command == "fit" else _apply_command)(args)
     except InputError as err:

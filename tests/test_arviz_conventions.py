@@ -227,7 +227,8 @@ def test_one_chain_r_hat_is_said_one_way(tmp_path, monkeypatch):
 
 def test_fit_cli_prints_the_same_statement_and_warnings(tmp_path, capsys):
     out = tmp_path / "nuts.nc"
-    args = ["--size", "16", "--views", "4", "--inference", "nuts", "--quiet", "--out",
+    args = ["--config", "none", "--size", "16", "--views", "4", "--inference", "nuts", "--quiet",
+            "--out",
             str(out), "--init", "prior"] + [f"--{k.replace('_', '-')}={v}"
                                             for k, v in NUTS.items()]
     assert main(args) == 0

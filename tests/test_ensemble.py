@@ -71,7 +71,7 @@ def test_cli_ensembles(tmp_path, capsys):
     data = ["--size", "16", "--views", "12", "--quiet"]
     tiny = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     out = tmp_path / "de.nc"
-    assert main([*data, *tiny, "--inference", "ensemble", "--members", "2",
+    assert main([*data, *tiny, "--config", "none", "--inference", "ensemble", "--members", "2",
                  "--member-inference", "map", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "member1-map" in text and "DE-2" in text

@@ -27,7 +27,7 @@ from bayes_inr.physics import radon, resources
 from bayes_inr.physics.geometry import Geometry, default_detectors
 
 # a default-size fit (128 x 128, 2000 steps) takes minutes: a refusal must come first
-SLOW_FIT = ["--inference", "mcd", "--quiet"]
+SLOW_FIT = ["--config", "none", "--inference", "mcd", "--quiet"]
 
 
 def one_line_error(capsys) -> str:
@@ -128,8 +128,8 @@ def test_npy_messages_never_suggest_unsafe_or_missing_options(tmp_path, capsys):
 
 # ----------------------------------------------------------------- SVI checkpoints, resume
 
-TINY_SVI = ["--inference", "mcd", "--size", "16", "--views", "8", "--width", "16", "--depth",
-            "2", "--draws", "4", "--threads", "1", "--quiet"]
+TINY_SVI = ["--config", "none", "--inference", "mcd", "--size", "16", "--views", "8", "--width",
+            "16", "--depth", "2", "--draws", "4", "--threads", "1", "--quiet"]
 
 
 def tiny_config(**changes) -> FitConfig:

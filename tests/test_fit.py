@@ -148,8 +148,8 @@ def test_cli_help_explains_every_flag(capsys):
 
 def test_cli_end_to_end_and_bad_input(tmp_path, capsys):
     out = tmp_path / "run.nc"
-    args = ["--size", "24", "--views", "6", "--steps", "20", "--draws", "5", "--width", "16",
-            "--depth", "1", "--quiet", "--out", str(out)]
+    args = ["--config", "none", "--size", "24", "--views", "6", "--steps", "20", "--draws", "5",
+            "--width", "16", "--depth", "1", "--quiet", "--out", str(out)]
     assert main(args) == 0
     assert "psnr" in capsys.readouterr().out
     assert posterior.config(posterior.load(out))["width"] == 16

@@ -102,7 +102,7 @@ def test_recovers_the_exact_posterior(sample16, kernel, extra):
     model = build_model(sample16, config)
     potential = hmc.FlatPotential(model)
     mean, sd = hmc.exact_posterior(potential)
-    settings = hmc.MCMCSettings.from_config(config)
+    settings = hmc.MCMCSettings.from_config(config, kernel=config.inference)
     run = hmc.MCMCRun(potential, settings, hmc.initial_points(potential, "prior", 2, 0))
     run.run(progress=False)
     idata = run.inference_data(sinogram=sample16.sinogram, angles=sample16.geometry.angles,
@@ -209,7 +209,8 @@ def test_gop_samples_the_image_itself(sample16):
 
 def test_cli_nuts_and_bad_input(tmp_path, capsys):
     out = tmp_path / "nuts.nc"
-    args = ["--size", "16", "--views", "4", "--inference", "nuts", "--quiet", "--out", str(out),
+    args = ["--config", "none", "--size", "16", "--views", "4", "--inference", "nuts", "--quiet",
+            "--out", str(out),
             "--chains", "2"] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     assert main(args) == 0
     printed = capsys.readouterr().out

@@ -7,7 +7,8 @@ Stages, lowest first (a module may import its own subpackage and lower stages on
 
 Peers (reports and experiments) do not import each other, nor does one command line
 another. ``evaluation.metrics`` knows only InferenceData (core and posterior). The checks
-read every module's imports from its AST, lazy imports inside functions included.
+read every module's imports from its AST, lazy imports inside functions included; imports
+under ``if TYPE_CHECKING:`` serve annotations only, never run, and are not counted.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
     is_package = path.name == "__init__.py"
     here = name if is_package else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    annotations_only = {id(inner) for node in ast.walk(tree)
+                        if isinstance(node, ast.If) and _is_type_checking(node.test)
+                        for inner in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in annotations_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in known}
         elif isinstance(node, ast.ImportFrom):
@@ -64,6 +71,13 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
                 found.add(sub if sub in known else base)
     found.discard(name)
     return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """Whether an ``if`` tests ``TYPE_CHECKING``: its imports serve annotations only and
+    never run, so they are not edges of the import graph."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def stage(name: str, package: str) -> tuple[str | None, int]:
@@ -167,6 +181,9 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
      "pkg.reports.page (stage 8) imports pkg.experiments.grid (stage 8)"),
     ({"inference/a.py": "from . import b\n", "inference/b.py": "from .a import x\n"},
      "import circle: pkg.inference.a -> pkg.inference.b -> pkg.inference.a"),
+    ({"inference/a.py": "from . import b\n",
+      "inference/b.py": "if TYPE_CHECKING:\n    pass\nfrom .a import x\n"},
+     "import circle: pkg.inference.a -> pkg.inference.b -> pkg.inference.a"),
     ({"evaluation/metrics.py": "from ..data import sample\n", "data/sample.py": ""},
      "pkg.evaluation.metrics may import only ['core', 'posterior'], not pkg.data.sample"),
     ({"fit.py": "import pkg.sweep\n", "sweep.py": ""},
@@ -175,3 +192,10 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_a_planted_violation_is_found(tmp_path, files, says):
     found = violations(_plant(tmp_path, files), "pkg")
     assert any(line.startswith(says) for line in found), found
+
+
+def test_imports_for_annotations_only_are_no_circle(tmp_path):
+    files = {"inference/a.py": "from . import b\n",
+             "inference/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                               "    from .a import x\n"}
+    assert violations(_plant(tmp_path, files), "pkg") == []

@@ -345,3 +345,18 @@ def test_score_table_formats_missing_as_dash():
     assert table[2].split() == ["MCD", "33.080", "1.093", "0.113"]
     assert table[3].split() == ["FBP", "15.710", "-", "-"]
     assert len({len(line) for line in table[:3]}) == 1
+
+
+def test_summary_and_ranking_columns_come_from_the_metric_table():
+    from bayes_inr.evaluation.metrics import RANKING, SUMMARY, metric_of, rank_key
+
+    assert all(metric_of(column) for column in SUMMARY)  # every column is a known metric
+    assert metric_of("crps_object").better == "lower" and metric_of("psnr").better == "higher"
+    rows = [{"crps_object": 0.02, "psnr": 30.0}, {"crps_object": 0.01, "psnr": 20.0},
+            {"crps_object": 0.01, "psnr": 25.0}, {"crps_object": float("nan"), "psnr": 40.0}]
+    assert [rows.index(r) for r in sorted(rows, key=rank_key)] == [2, 1, 0, 3]
+    assert RANKING[0] == "crps_object"
+    with pytest.raises(ValueError, match="cannot rank"):
+        rank_key({"coverage_90_object": 0.9}, ("coverage_90_object",))
+    with pytest.raises(KeyError):
+        metric_of("sharpness_object")

@@ -56,7 +56,10 @@ def test_grid_files(tmp_path):
         "mcd_paper": 720, "bbb_paper": 2160, "mcd_cpu": 4}
     assert {t.config().prior for t in shipped["bbb_paper"]} == {"normal:10", "normal:100",
                                                                "normal:1000"}
+    path.write_text('[base]\nconfig = "mcd_20"\n[grid]\ndropout = [0.05]\n')  # a shipped name
+    assert load_grid(path).base == load_config("mcd_20")
     for text, message in (("[grid]\nwidht = [1]\n", "unknown fields widht"),
+                          ('base = "nowhere"\n[grid]\nwidth = [3]\n', "no shipped configuration"),
                           ("[grid]\nwidth = 3\n", "non-empty list"),
                           ("[base]\nsteps = 3\n", "non-empty"),
                           ("grid = 3\nfoo = 1\n", "unknown keys foo")):
@@ -163,11 +166,10 @@ def fake_rows():
             for dropout in (0.2, 0.5, 0.8):
                 changes = {"activation": activation, "depth": depth, "dropout": dropout}
                 psnr = 20 + depth - 10 * dropout + (activation == "sine")
-                rows.append({"trial_id": f"{activation}{depth}{dropout}", "status": "ok",
-                             "psnr": psnr, "ssim": 0.5, "crps_object": 0.01,
-                             "nll_object": -dropout, "ece_object": 0.1,
-                             "pit_error_object": 0.05, "coverage_90_object": 0.9,
-                             "ece_all": 0.1, "seconds": 1.0, "n_images": 5,
+                rows.append(dict.fromkeys(METRICS, 0.1) | {
+                             "trial_id": f"{activation}{depth}{dropout}", "status": "ok",
+                             "psnr": psnr, "ssim": 0.5, "crps_object": 0.1 - psnr / 1000,
+                             "nll_object": -dropout, "seconds": 1.0, "n_images": 5,
                              "diverged": 0, "error": "", "changes": changes,
                              "config": dataclasses.asdict(FitConfig(**changes))})
     return rows
@@ -179,21 +181,26 @@ def test_rank_writes_the_top_unique_validation_configs(tmp_path):
     models.mkdir()
     rows = fake_rows()
     best = rows[9] | {"config": rows[9]["config"] | {"seed": 9}, "trial_id": "copy"}
-    tie = rows[9] | {"nll_object": -9.0, "trial_id": "tie",
+    tie = rows[9] | {"crps_object": rows[9]["crps_object"] - 1e-4, "trial_id": "tie",
                      "config": rows[9]["config"] | {"omega0": 3.0}}
-    failed = rows[0] | {"status": "failed", "psnr": math.nan, "trial_id": "bad"}
-    write_table(sweep, [*rows, best, tie, failed])
+    sharp = rows[9] | {"psnr": 40.0, "crps_object": 0.5, "trial_id": "sharp",
+                       "config": rows[9]["config"] | {"omega0": 9.0}}
+    failed = rows[0] | {"status": "failed", "psnr": math.nan, "crps_object": math.nan,
+                        "trial_id": "bad"}
+    write_table(sweep, [*rows, best, sharp, tie, failed])
     write_settings(sweep, {"views": 20, "split": "val", "size": None, "dataset": "b.nc",
                            "images": ["phantom-0", "phantom-1"]})
     ranked = rank(sweep, 3)
-    # sine, depth 6, dropout 0.2 is best (25 dB); its seed-only copy counts once; the tie
-    # on PSNR goes to the lower NLL
+    # object CRPS ranks first: the sharp trial's best PSNR (40 dB) does not save its CRPS;
+    # sine, depth 6, dropout 0.2 (25 dB) is next best, its seed-only copy counts once, and
+    # its variant "tie" (same PSNR, slightly lower CRPS) goes before it
     assert [row["trial_id"] for row in ranked] == ["tie", "sine60.2", "relu60.2"]
+    assert rank(sweep)[-1]["trial_id"] == "sharp"
     paths = write_configs(ranked, models, sweep)
     assert [p.name for p in paths] == [f"mcd_grid_top{k}.toml" for k in (1, 2, 3)]
     assert load_config(paths[0]) == FitConfig(activation="sine", depth=6, dropout=0.2,
                                               omega0=3.0)
-    assert "PSNR 25.00 dB" in paths[0].read_text().splitlines()[0]
+    assert "object CRPS 0.0749, PSNR 25.00 dB" in paths[0].read_text().splitlines()[0]
 
     (tmp_path / "test_sweep").mkdir()
     write_settings(tmp_path / "test_sweep", {"split": "test"})

@@ -111,6 +111,37 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 """Every score :func:`score` returns, in display order."""
 
+SUMMARY = ("psnr", "ssim", "crps_object", "nll_object", "ece_object", "pit_error_object",
+           "coverage_90_object", "below_90_object", "above_90_object", "ece_all", "tied_all")
+"""The columns that summarise a run wherever runs are compared (report pages, sweep
+tables, rankings): accuracy, then calibration on the object first, then all pixels."""
+
+RANKING = ("crps_object", "psnr")
+"""How configurations are ranked on validation (:mod:`bayes_inr.experiments.ranking`):
+object CRPS first (the proper score, defined for one draw too), then PSNR."""
+
+
+def metric_of(column: str) -> Metric:
+    """The :data:`METRICS` entry of a score column such as ``psnr`` or ``crps_object``."""
+    name, _, support = column.rpartition("_")
+    if support in SUPPORTS and name in METRICS:
+        return METRICS[name]
+    if column in METRICS:
+        return METRICS[column]
+    raise KeyError(f"no metric for the column {column!r}")
+
+
+def rank_key(row: dict, columns: tuple[str, ...] = RANKING) -> tuple[float, ...]:
+    """A sort key ranking ``row`` (column -> value) by ``columns`` in turn, best first: each
+    in its metric's direction (``nominal`` metrics cannot rank); NaN ranks last."""
+    key = []
+    for column in columns:
+        better, value = metric_of(column).better, float(row[column])
+        if better not in ("higher", "lower"):
+            raise ValueError(f"{column} has a nominal value, not a direction: it cannot rank")
+        key.append(math.inf if math.isnan(value) else -value if better == "higher" else value)
+    return tuple(key)
+
 
 # ----------------------------------------------------------------------------- validation
 

@@ -1,9 +1,10 @@
 """Hyperparameter grids (TOML files under ``models/sweeps/``) and their trials.
 
-A grid file has an optional ``[base]`` table of fixed :class:`~bayes_inr.inference.config.FitConfig`
-fields, applied on top of the model config ``config`` (a path relative to the grid file)
-when given, and a ``[grid]`` table of field -> list of values (``base = "PATH"`` alone is
-short for a ``[base]`` table with only ``config``)::
+A grid file has an optional ``[base]`` table of fixed
+:class:`~bayes_inr.inference.config.FitConfig` fields, applied on top of the model config
+``config`` when given (a path relative to the grid file, or a shipped configuration's name
+such as ``"mcd_20"``), and a ``[grid]`` table of field -> list of values (``base = "PATH"``
+alone is short for a ``[base]`` table with only ``config``)::
 
     [base]
     config = "../mcd_20.toml"
@@ -93,10 +94,10 @@ def load_grid(path) -> Grid:
                          "(expected base and [grid])")
     base, fixed = spec.get("base", {}), {}
     if isinstance(base, str):
-        base_path = path.parent / base
+        base_path = _base_config(path, base)
     elif isinstance(base, dict):
         base_path, fixed = base.pop("config", None), base
-        base_path = path.parent / base_path if base_path else None
+        base_path = _base_config(path, base_path) if base_path else None
     else:
         raise InputError(f"grid file {path}: base must be a config path or a table")
     grid = spec.get("grid")
@@ -114,3 +115,10 @@ def load_grid(path) -> Grid:
     config = load_config(base_path, **fixed) if base_path else FitConfig(**fixed)
     return Grid(config, {name: [_coerce(name, v) for v in values]
                          for name, values in grid.items()})
+
+
+def _base_config(grid_path, name: str):
+    """The base configuration ``name`` of the grid file ``grid_path``: a file relative to
+    the grid file, else a shipped configuration (:func:`~bayes_inr.model.catalog.resolve`)."""
+    beside = grid_path.parent / name
+    return beside if beside.is_file() else resolve(name)

@@ -1,7 +1,8 @@
 """Model selection from a validation sweep: rank its trials, write the best as model configs.
 
-Trials rank by mean validation PSNR (higher first), ties by NLL (lower first; a trial
-without an NLL, i.e. with one draw, after those with one). Failed trials are left out,
+Trials rank by the mean validation scores of
+:data:`~bayes_inr.evaluation.metrics.RANKING`: object CRPS (lower first), ties by PSNR
+(higher first); a missing score ranks last. Failed trials are left out,
 and configurations that differ only in ``seed`` or ``threads`` count once (their best
 trial). Only sweeps on the validation split can be ranked: configurations are never
 chosen on test images.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_path
 from ..core.errors import InputError
-from ..evaluation.metrics import score_table
+from ..evaluation.metrics import RANKING, SUMMARY, rank_key, score_table
 from ..inference.config import FitConfig, load_config
 from .results import read_settings, read_table
 
@@ -32,11 +33,10 @@ def rank(directory, top: int | None = None) -> list[dict]:
     if top is not None and top < 1:
         raise InputError(f"--top must be >= 1, got {top}")
     rows = [row for row in read_table(directory)
-            if row["status"] == "ok" and math.isfinite(row["psnr"])]
+            if row["status"] == "ok" and math.isfinite(row[RANKING[0]])]
     if not rows:
         raise InputError(f"{directory} has no finished trials to rank")
-    rows.sort(key=lambda row: (-row["psnr"], row["nll_object"]
-                               if math.isfinite(row["nll_object"]) else math.inf))
+    rows.sort(key=rank_key)
     unique: dict = {}
     for row in rows:
         key = tuple(sorted((k, str(v)) for k, v in row["config"].items() if k not in IGNORED))
@@ -46,7 +46,7 @@ def rank(directory, top: int | None = None) -> list[dict]:
 
 def ranking_table(rows: list[dict]) -> str:
     """The ranked rows as a text table: rank, trial, metrics and swept values."""
-    columns = ["rank", "trial", "psnr", "ssim", "crps_object", "nll_object", "ece_object",
+    columns = ["rank", "trial", *RANKING, *(c for c in SUMMARY[:5] if c not in RANKING),
                "seconds",
                *dict.fromkeys(name for row in rows for name in row["changes"])]
     return score_table([{"rank": k, "trial": row["trial_id"], **row, **row["changes"]}
@@ -78,8 +78,8 @@ def write_configs(rows: list[dict], directory, sweep) -> list[Path]:
     for k, row in enumerate(rows, 1):
         path = directory / f"{sweep.name}_top{k}.toml"
         header = (f"# Rank {k} of sweep {sweep} (trial {row['trial_id']}): mean validation "
-                  f"PSNR {row['psnr']:.2f} dB, object NLL {row['nll_object']:.4g}, object ECE "
-                  f"{row['ece_object']:.3f} on "
+                  f"object CRPS {row['crps_object']:.4g}, PSNR {row['psnr']:.2f} dB, object "
+                  f"ECE {row['ece_object']:.3f} on "
                   f"{', '.join(settings['images'])} at {settings['views']} views.\n"
                   f"# Written by python -m bayes_inr.sweep --rank {sweep} --write-configs "
                   f"{directory}\n")

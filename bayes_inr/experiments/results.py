@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ..core.atomic import atomic_path
 from ..core.errors import InputError
+from ..evaluation.metrics import SUMMARY
 
 SETTINGS = "sweep.json"
 TABLE = "results.csv"
-METRICS = ("psnr", "ssim", "crps_object", "nll_object", "ece_object", "pit_error_object",
-           "coverage_90_object", "ece_all")
+METRICS = SUMMARY
 COLUMNS = ("trial_id", "status", *METRICS, "seconds", "n_images", "diverged", "error")
 FLOATS = (*METRICS, "seconds")
 INTS = ("n_images", "diverged")

@@ -13,10 +13,8 @@ from ..model.catalog import resolve
 from ..model.ctmodel import DROPOUT_SCOPES
 from ..model.inr import Architecture
 from ..model.priors import as_prior
+from .method import get_method, method_names, methods_help
 
-INFERENCE = ("map", "bbb", "mcd", "hmc", "nuts", "ensemble")
-SVI = ("map", "bbb", "mcd")
-MCMC = ("hmc", "nuts")
 MODELS = ("inr", "gop")
 INITS = ("map", "prior")
 
@@ -29,8 +27,7 @@ def _field(default, help: str):
 class FitConfig:
     """Every hyperparameter of a fit; each field's help is the CLI's help text."""
 
-    inference: str = _field("mcd", "inference method: map, bbb, mcd, hmc, nuts or ensemble "
-                            "(a mixture of independent fits, the paper's DE-N)")
+    inference: str = _field("mcd", "inference method, one of")
     model: str = _field("inr", "image model: inr (the network) or gop (grid of pixels: the "
                         "image itself, head sigmoid for a sigmoid link)")
     depth: int = _field(3, "hidden layers of the MLP")
@@ -70,7 +67,8 @@ class FitConfig:
                             "size adapts; 0: use trajectory_length")
     trajectory_length: float = _field(0.0, "hmc with num_steps 0: fixed trajectory length "
                                       "(steps = length / step size)")
-    max_tree_depth: int = _field(8, "nuts: maximum tree depth")
+    max_tree_depth: int = _field(6, "nuts: maximum tree depth (at most 2^depth - 1 leapfrog "
+                                 "steps per transition; a run saturating it is warned about)")
     target_accept: float = _field(0.8, "hmc/nuts: target acceptance probability of warmup")
     save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")
     checkpoint_every: int = _field(100, "hmc/nuts: write the output file every this many "
@@ -78,7 +76,7 @@ class FitConfig:
                                    ".OUT.ckpt every this many steps (for --resume)")
     members: int = _field(5, "ensemble: number of members (independent fits; member k has "
                           "seed + k)")
-    member_inference: str = _field("mcd", "ensemble: inference of every member: map, bbb or mcd")
+    member_inference: str = _field("mcd", "ensemble: inference of every member")
     workers: int = _field(1, "ensemble: parallel worker processes for the members (1: in this "
                           "process)")
     seed: int = _field(0, "seed of the Fourier matrix, the initial weights and the sampler")
@@ -86,14 +84,12 @@ class FitConfig:
     threads: int = _field(0, "torch CPU threads; 0 keeps torch's default")
 
     def __post_init__(self):
-        if self.inference not in INFERENCE:
-            raise InputError(f"unknown inference {self.inference!r}; choose one of "
-                             f"{', '.join(INFERENCE)}")
+        method = get_method(self.inference)
         check_choice("model", self.model, MODELS)
         check_choice("dropout_scope", self.dropout_scope, DROPOUT_SCOPES)
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
-        check_choice("member_inference", self.member_inference, SVI)
+        check_choice("member_inference", self.member_inference, method_names(member=True))
         for name in ("steps", "draws", "particles", "thin", "chains", "max_tree_depth",
                      "checkpoint_every", "members", "workers"):
             if getattr(self, name) <= 0:
@@ -103,18 +99,15 @@ class FitConfig:
                 raise InputError(f"{name} must be non-negative, got {getattr(self, name)}")
         if not self.step_size > 0 or not 0 < self.target_accept < 1:
             raise InputError("step_size must be positive and target_accept in (0, 1)")
-        if self.inference == "hmc" and not (self.num_steps or self.trajectory_length):
-            raise InputError("hmc needs num_steps > 0 or trajectory_length > 0")
         if self.init not in INITS and not self.init.endswith(".nc"):
             raise InputError(f"unknown init {self.init!r}; use map, prior or a run file .nc")
-        if self.model == "gop" and self.inference == "mcd":
-            raise InputError("mcd drops hidden units of the network: it needs --model inr")
         if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0:
             raise InputError("sigma, lr and tv_weight must be non-negative (lr positive)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise InputError(f"unknown device {self.device!r}; use cpu or cuda")
         self.architecture()  # validates the network fields
         as_prior(self.prior)  # validates the prior spec (imports a named Python prior)
+        method.check(self)
 
     def architecture(self) -> Architecture:
         return Architecture(self.depth, self.width, self.omega0, self.n_features,
@@ -125,8 +118,12 @@ class FitConfig:
 
 
 def field_help() -> dict[str, str]:
-    """Field name -> help text."""
-    return {f.name: f.metadata["help"] for f in fields(FitConfig)}
+    """Field name -> help text; the method choices come from the registry
+    (:mod:`bayes_inr.inference.method`)."""
+    helps = {f.name: f.metadata["help"] for f in fields(FitConfig)}
+    helps["inference"] += " " + methods_help()
+    helps["member_inference"] += ": " + ", ".join(method_names(member=True))
+    return helps
 
 
 def load_config(path, **overrides) -> FitConfig:

@@ -36,8 +36,32 @@ from ..core.errors import InputError
 from ..core.workers import run_tasks, threads_per_worker
 from ..data.sample import Sample
 from ..evaluation.metrics import score
-from .config import SVI, FitConfig
-from .single import fit_single
+from .config import FitConfig
+from .method import InferenceMethod, get_method, method_names
+
+
+class Ensemble(InferenceMethod):
+    """The paper's DE-N: an equally weighted mixture of ``config.members`` independent
+    fits of ``config.member_inference`` (see :func:`fit_ensemble`)."""
+
+    name = "ensemble"
+    summary = "a deep ensemble (the paper's DE-N), an equally weighted mixture of fits"
+    family = "mixture"
+
+    def shipped_names(self, config: FitConfig) -> tuple[str, ...]:
+        return (config.member_inference,)  # seeds of the member method's configuration
+
+    def fit(self, sample: Sample, config: FitConfig, *, prior=None, progress: bool = True,
+            out: Path | None = None, resume=None) -> az.InferenceData:
+        """The ensemble of ``config`` without a member store (the command line keeps one
+        in ``OUT.members/`` and calls :func:`fit_ensemble` itself)."""
+        if prior is not None:
+            raise InputError("ensemble members take their priors from their configs, "
+                             "not a Python prior")
+        if resume is not None:
+            raise InputError("an ensemble resumes by rerunning its command (the finished "
+                             "members wait in OUT.members/)")
+        return fit_ensemble(sample, config, progress=progress)
 
 
 def member_configs(config: FitConfig, members: Sequence[FitConfig] | None = None
@@ -52,9 +76,9 @@ def member_configs(config: FitConfig, members: Sequence[FitConfig] | None = None
     if not members:
         raise InputError("an ensemble needs at least one member")
     for member in members:
-        if member.inference not in SVI:
-            raise InputError(f"ensemble members are {', '.join(SVI)} fits, not "
-                             f"{member.inference}")
+        if not get_method(member.inference).member:
+            raise InputError(f"ensemble members are {', '.join(method_names(member=True))} "
+                             f"fits, not {member.inference}")
     return [member.replace(seed=config.seed + k) for k, member in enumerate(members)]
 
 
@@ -145,10 +169,16 @@ def _load_members(store: Path, sample: Sample, configs: list[FitConfig], fits: l
         + (f" ({stale} stored of another configuration or data: refitted)" if stale else ""))
 
 
+def fit_member(sample: Sample, config: FitConfig, progress: bool = True) -> az.InferenceData:
+    """One member's fit: its own method's (a module-level function, so that worker
+    processes can receive it)."""
+    return get_method(config.inference).fit(sample, config, progress=progress)
+
+
 def _fit_members(sample: Sample, configs: list[FitConfig], todo: list[int], fits: list,
                  store: Path | None, threads: int, workers: int, progress: bool) -> None:
     """Fit the members ``todo`` into ``fits``, each saved to ``store`` as it finishes."""
-    job = functools.partial(fit_single, sample, progress=progress and workers == 1)
+    job = functools.partial(fit_member, sample, progress=progress and workers == 1)
     with contextlib.closing(run_tasks(job, [configs[k] for k in todo], workers=workers,
                                       threads=threads)) as results:
         for i, idata in results:

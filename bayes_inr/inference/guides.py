@@ -73,21 +73,27 @@ class DropoutGuide:
             pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
 
 
-def make_guide(method: str, model: CTModel, init: dict[str, torch.Tensor], *,
-               init_scale: float = 1e-3):
-    """The guide of ``method`` ("map", "bbb" or "mcd") starting from weights ``init``."""
-    if method == "mcd":
-        return DropoutGuide(model, init)
-    init_loc = init_to_value(values=init)
-    if method == "map":
-        return AutoDelta(model, init_loc_fn=init_loc)
-    return AutoNormal(model, init_loc_fn=init_loc, init_scale=init_scale)
+def point_guide(model: CTModel, init: dict[str, torch.Tensor]) -> AutoDelta:
+    """The point guide of MAP (Pyro's ``AutoDelta``), starting from weights ``init``."""
+    return AutoDelta(model, init_loc_fn=init_to_value(values=init))
+
+
+def mean_field_guide(model: CTModel, init: dict[str, torch.Tensor],
+                     init_scale: float = 1e-3) -> AutoNormal:
+    """The mean-field Normal guide of BBB (Pyro's ``AutoNormal``): means from ``init``,
+    initial standard deviations ``init_scale``."""
+    return AutoNormal(model, init_loc_fn=init_to_value(values=init), init_scale=init_scale)
 
 
 @torch.no_grad()
 def sample_params(guide, draws: int) -> dict[str, torch.Tensor]:
-    """``draws`` weight draws from a trained guide (a point guide gives one draw)."""
-    if isinstance(guide, DropoutGuide):
+    """``draws`` weight draws from a trained guide, with a leading draw dimension.
+
+    A guide with its own ``sample_params(draws)`` (:class:`DropoutGuide`) gives those; a
+    point guide gives one draw (its median); any other Pyro guide is sampled with
+    :class:`~pyro.infer.Predictive`.
+    """
+    if hasattr(guide, "sample_params"):
         return guide.sample_params(draws)
     if isinstance(guide, AutoDelta):
         return {name: value.unsqueeze(0) for name, value in guide.median().items()}

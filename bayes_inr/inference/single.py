@@ -1,19 +1,28 @@
-"""One fit: a model of a configuration, fitted to one sample by one inference method.
+"""Single fits: one model of a configuration, fitted to one sample by one method.
 
-:func:`fit_single` builds the Pyro model (:func:`build_model`) and runs SVI (map/bbb/mcd,
-:mod:`bayes_inr.inference.svi`) or HMC/NUTS (:mod:`bayes_inr.inference.mcmc`), with
-checkpoints and resume; :func:`resume_inputs` reads back what an interrupted fit left.
-Ensembles of such fits run one layer up (:mod:`bayes_inr.inference.ensemble`,
-:mod:`bayes_inr.inference.fit`).
+:class:`SingleFit` is the shared part of every method that fits one model: it builds
+the Pyro model (:func:`build_model`), records the configuration and hashes, and hands
+over to its family's run, with checkpoints and resume:
+
+- :class:`SVIFit`: a guide trained by SVI (:mod:`bayes_inr.inference.svi`); a method
+  gives the guide, and optionally a KL factor;
+- :class:`MCMCFit`: chains of a Pyro kernel on the flat potential
+  (:mod:`bayes_inr.inference.mcmc`); a method names its kernel.
+
+The methods themselves are in :mod:`bayes_inr.inference.methods`. :func:`resume_inputs`
+reads back what an interrupted fit left. Ensembles of single fits run one layer up
+(:mod:`bayes_inr.inference.ensemble`).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import arviz as az
 import numpy as np
@@ -31,8 +40,9 @@ from ..physics.geometry import Geometry
 from ..physics.radon import RadonOperator
 from ..physics.resources import check_memory
 from . import mcmc
-from .config import MCMC, FitConfig
+from .config import FitConfig
 from .guides import DropoutGuide
+from .method import InferenceMethod, family_of, get_method
 from .svi import (
     DivergenceError,
     checkpoint_path,
@@ -69,7 +79,7 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
                          config.infer_sigma, config.tv_weight, link=config.head)
     coords = torch.as_tensor(sample.geometry.pixel_centers(), dtype=torch.float32)
     inr = INR(config.architecture(), coords, seed=config.seed).to(config.device)
-    dropout = config.dropout if config.inference == "mcd" else 0.0
+    dropout = config.dropout if get_method(config.inference).dropout else 0.0
     return CTModel(inr, operator, sinogram, prior or config.prior,
                    resolve_sigma(config, sample), config.infer_sigma, config.tv_weight,
                    dropout, config.dropout_scope)
@@ -84,65 +94,93 @@ def check_model_memory(config: FitConfig, geometry: Geometry) -> None:
                  batch=config.particles)
 
 
-def fit_single(sample: Sample, config: FitConfig, progress: bool = True, prior=None, *,
-               out: Path | None = None, resume: az.InferenceData | dict | None = None
-               ) -> az.InferenceData:
-    """Fit ``config`` to ``sample`` and return its draws as InferenceData.
+class SingleFit(InferenceMethod):
+    """A method that fits one model: builds it, records the run, then :meth:`run`."""
 
-    ``prior`` optionally replaces ``config.prior`` with a Python prior (see
-    :mod:`bayes_inr.model.priors`); its description is stored with the run.
-    A diverging run keeps the draws of its last good state and records the step
-    in the attribute ``diverged_at_step``.
+    def fit(self, sample: Sample, config: FitConfig, *, prior=None, progress: bool = True,
+            out: Path | None = None, resume: az.InferenceData | dict | None = None
+            ) -> az.InferenceData:
+        """Fit ``config`` to ``sample`` and return its draws as InferenceData.
 
-    hmc/nuts (:mod:`bayes_inr.inference.mcmc`) write the draws so far to ``out``
-    (atomically) every ``config.checkpoint_every`` kept draws, at the end of every
-    chain, and on KeyboardInterrupt, which is then re-raised. ``resume`` is such a
-    file's InferenceData: its chains continue from their last kept draws (its
-    configuration must be ``config``, up to :data:`RESUME_MAY_CHANGE`).
+        ``prior`` optionally replaces ``config.prior`` with a Python prior (see
+        :mod:`bayes_inr.model.priors`); its description is stored with the run. ``out``
+        and ``resume`` are the family's checkpoints (:meth:`SVIFit.run`,
+        :meth:`MCMCFit.run`).
+        """
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        pyro.set_rng_seed(config.seed)
+        start = time.perf_counter()
+        try:
+            model = build_model(sample, config, prior)
+        except KeyboardInterrupt:
+            print("interrupted while building the model: nothing saved", file=sys.stderr)
+            raise
+        record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
+                                               "prior_used": model.prior.describe(),
+                                               "threads_used": torch.get_num_threads()}
+        # what config_hash covers: the settings, and a Python prior's description
+        settings = dataclasses.asdict(config) | (
+            {} if prior is None else {"prior_used": record["prior_used"]})
+        return self.run(sample, config, model, _Run(record, settings, start, progress, out),
+                        resume)
 
-    map/bbb/mcd with ``out`` checkpoint their training state to ``.OUT.ckpt``
-    (:func:`~bayes_inr.inference.svi.checkpoint_path`; a fresh fit first removes one
-    left there) after step 1, every ``config.checkpoint_every`` steps, after the last
-    step and on SIGINT/SIGTERM (then KeyboardInterrupt is raised); the finished fit is
-    saved to ``out`` and the checkpoint removed. ``resume`` is such a checkpoint
-    (:func:`~bayes_inr.inference.svi.load_checkpoint`) of ``config`` and ``sample``:
-    the fit continues bit-identically (same device and thread count).
+    @abc.abstractmethod
+    def run(self, sample: Sample, config: FitConfig, model: CTModel, run: _Run,
+            resume: az.InferenceData | dict | None) -> az.InferenceData:
+        """Fit the built ``model`` and return the run's InferenceData."""
 
-    An ensemble is fitted one layer up, by :func:`bayes_inr.inference.fit.fit`.
+
+@dataclasses.dataclass
+class _Run:
+    """What :meth:`SingleFit.fit` hands its family's run: the recorded configuration, the
+    hashed settings, the start time, progress bars and the output file."""
+
+    record: dict
+    settings: dict
+    start: float
+    progress: bool
+    out: Path | None
+
+
+class SVIFit(SingleFit):
+    """The SVI family: a guide trained by :func:`~bayes_inr.inference.svi.fit_svi`.
+
+    A method gives :meth:`guide`, and :meth:`kl_factor` when it scales the prior and
+    guide terms (BBB).
     """
-    if config.inference == "ensemble":
-        raise InputError("an ensemble is a mixture of single fits: fit it with "
-                         "bayes_inr.inference.fit.fit or fit_ensemble")
-    if resume is not None and not isinstance(resume, az.InferenceData if config.inference
-                                             in MCMC else dict):
-        raise InputError(f"{config.inference} resumes from "
-                         + ("its run file" if config.inference in MCMC else "its checkpoint"))
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    pyro.set_rng_seed(config.seed)
-    start = time.perf_counter()
-    try:
-        model = build_model(sample, config, prior)
-    except KeyboardInterrupt:
-        print("interrupted while building the model: nothing saved", file=sys.stderr)
-        raise
-    record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
-                                           "prior_used": model.prior.describe(),
-                                           "threads_used": torch.get_num_threads()}
-    # what config_hash covers: the settings, and a Python prior's description
-    settings = dataclasses.asdict(config) | (
-        {} if prior is None else {"prior_used": record["prior_used"]})
-    if config.inference in MCMC:
-        return _fit_mcmc(sample, config, model, record, settings, start, progress, out, resume)
-    return _fit_svi(sample, config, model, record, settings, start, progress, out, resume)
+
+    family: ClassVar[str] = "svi"
+    member: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def guide(self, model: CTModel, init: dict[str, torch.Tensor], config: FitConfig):
+        """The method's Pyro guide of ``model``, starting from the weights ``init``."""
+
+    def kl_factor(self, config: FitConfig) -> float:
+        """The factor xi on the prior and guide terms of the ELBO (1: the plain ELBO)."""
+        return 1.0
+
+    def run(self, sample: Sample, config: FitConfig, model: CTModel, run: _Run,
+            resume: dict | None) -> az.InferenceData:
+        """Train the guide, checkpointed to ``.OUT.ckpt``
+        (:func:`~bayes_inr.inference.svi.checkpoint_path`; a fresh fit first removes one
+        left there) after step 1, every ``config.checkpoint_every`` steps, after the last
+        step and on SIGINT/SIGTERM (then KeyboardInterrupt is raised); the finished fit is
+        saved to ``out`` and the checkpoint removed. ``resume`` is such a checkpoint
+        (:func:`~bayes_inr.inference.svi.load_checkpoint`) of ``config`` and ``sample``:
+        the fit continues bit-identically (same device and thread count). A diverging
+        fit keeps its last good state and records the step in ``diverged_at_step``.
+        """
+        if resume is not None and not isinstance(resume, dict):
+            raise InputError(f"{self.name} resumes from its checkpoint")
+        return _run_svi(self, sample, config, model, run, resume)
 
 
-def _fit_svi(sample: Sample, config: FitConfig, model: CTModel, record: dict, hashed: dict,
-             start: float, progress: bool, out: Path | None,
+def _run_svi(method: SVIFit, sample: Sample, config: FitConfig, model: CTModel, run: _Run,
              resume: dict | None) -> az.InferenceData:
-    """map/bbb/mcd: one guide trained by SVI, checkpointed to ``.OUT.ckpt``
-    (:func:`~bayes_inr.inference.svi.checkpoint_path`), which is removed once ``out``
-    holds the finished run."""
+    """:meth:`SVIFit.run` of ``method``."""
+    record, out, start = run.record, run.out, run.start
     if resume is not None:
         check_svi_resumable(resume, record, sample)
     checkpoint = None if out is None else checkpoint_path(out)
@@ -150,22 +188,23 @@ def _fit_svi(sample: Sample, config: FitConfig, model: CTModel, record: dict, ha
         checkpoint.unlink(missing_ok=True)  # a fresh fit: an earlier fit's state goes
     earlier = 0.0 if resume is None else float(resume["wall_time"])
     saved = [] if resume is None else [resume["step"]]  # steps now in the checkpoint
-    run = {"config": json.loads(json.dumps(record)), "config_hash": config_hash(hashed),
-           "data_hash": sample_hash(sample), "sample": _sample_state(sample)}
+    stored = {"config": json.loads(json.dumps(record)),
+              "config_hash": config_hash(run.settings), "data_hash": sample_hash(sample),
+              "sample": _sample_state(sample)}
 
     def save(state: dict) -> None:
-        save_checkpoint(state | run | {"wall_time": earlier + time.perf_counter() - start},
+        save_checkpoint(state | stored | {"wall_time": earlier + time.perf_counter() - start},
                         checkpoint)
         saved.append(state["step"])
 
     try:
         try:
-            result = fit_svi(model, config.inference, model.init_params(config.seed),
-                             steps=config.steps, lr=config.lr, lr_final=config.lr_final,
-                             kl_factor=config.kl_factor, init_scale=config.init_scale,
+            guide = method.guide(model, model.init_params(config.seed), config)
+            result = fit_svi(model, guide, steps=config.steps, lr=config.lr,
+                             lr_final=config.lr_final, kl_factor=method.kl_factor(config),
                              particles=config.particles, checkpoint_every=config.checkpoint_every,
                              checkpoint=save if checkpoint is not None else None, resume=resume,
-                             progress=progress)
+                             progress=run.progress, desc=method.name)
         except DivergenceError as err:
             print(f"warning: {err}", file=sys.stderr)
             result = err.result
@@ -186,7 +225,7 @@ def _fit_svi(sample: Sample, config: FitConfig, model: CTModel, record: dict, ha
         method=config.inference, config=record, ground_truth=sample.ground_truth,
         seed=config.seed, wall_time=earlier + time.perf_counter() - start,
         device=config.device, extra_constant={"loss": (("step",), np.asarray(result.losses))},
-        settings=hashed, forward=model.operator, sigma=_guide_sigma(model, result.guide))
+        settings=run.settings, forward=model.operator, sigma=_guide_sigma(model, result.guide))
     if checkpoint is not None:
         posterior.save(idata, out)
         checkpoint.unlink(missing_ok=True)
@@ -227,15 +266,35 @@ def _guide_sigma(model: CTModel, guide) -> float:
     return float(point["sigma"].detach())
 
 
-def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, hashed: dict,
-              start: float, progress: bool, out: Path | None,
+class MCMCFit(SingleFit):
+    """The MCMC family: chains of the method's Pyro kernel on the flat potential
+    (:mod:`bayes_inr.inference.mcmc`), from MAP (or other) starts."""
+
+    family: ClassVar[str] = "mcmc"
+    kernel: ClassVar[str]
+    """The kernel's name in :func:`bayes_inr.inference.mcmc.kernels.make_kernel`."""
+
+    def run(self, sample: Sample, config: FitConfig, model: CTModel, run: _Run,
+            resume: az.InferenceData | None) -> az.InferenceData:
+        """Run the chains, writing the draws so far to ``out`` (atomically) every
+        ``config.checkpoint_every`` kept draws, at the end of every chain, and on
+        KeyboardInterrupt, which is then re-raised. ``resume`` is such a file's
+        InferenceData: its chains continue from their last kept draws (its configuration
+        must be ``config``, up to :data:`RESUME_MAY_CHANGE`)."""
+        if resume is not None and not isinstance(resume, az.InferenceData):
+            raise InputError(f"{self.name} resumes from its run file")
+        return _run_mcmc(self, sample, config, model, run, resume)
+
+
+def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel, run: _Run,
               resume: az.InferenceData | None) -> az.InferenceData:
-    """hmc/nuts: chains from MAP (or other) starts, checkpointed to ``out``."""
+    """:meth:`MCMCFit.run` of ``method``."""
+    record, out, start, progress = run.record, run.out, run.start, run.progress
     potential = mcmc.FlatPotential(model)
-    settings = mcmc.MCMCSettings.from_config(config)
+    settings = mcmc.MCMCSettings.from_config(config, kernel=method.kernel)
     if resume is not None:
         check_resumable(posterior.config(resume), record)
-        run = mcmc.MCMCRun.from_inference_data(potential, settings, resume)
+        sampler = mcmc.MCMCRun.from_inference_data(potential, settings, resume)
         earlier = float(posterior.run_attrs(resume).get("wall_time", 0.0))
     else:
         try:
@@ -247,20 +306,20 @@ def _fit_mcmc(sample: Sample, config: FitConfig, model: CTModel, record: dict, h
                   f"(--init {config.init}, {time.perf_counter() - start:.0f} s): no draws yet, "
                   "nothing saved; rerun the same command to start again", file=sys.stderr)
             raise
-        run, earlier = mcmc.MCMCRun(potential, settings, inits), 0.0
+        sampler, earlier = mcmc.MCMCRun(potential, settings, inits), 0.0
         record["map_seconds"] = time.perf_counter() - start
     meta = {"sinogram": sample.sinogram, "angles": sample.geometry.angles,
             "method": config.inference, "config": record, "ground_truth": sample.ground_truth,
-            "seed": config.seed, "device": config.device, "settings": hashed}
+            "seed": config.seed, "device": config.device, "settings": run.settings}
 
     def inference_data():
-        return run.inference_data(**meta, wall_time=earlier + time.perf_counter() - start)
+        return sampler.inference_data(**meta, wall_time=earlier + time.perf_counter() - start)
 
-    def save(run):
+    def save(_):
         posterior.save(inference_data(), out)
 
     try:
-        run.run(progress, checkpoint=save if out is not None else None)
+        sampler.run(progress, checkpoint=save if out is not None else None)
     except KeyboardInterrupt:
         idata = inference_data()
         if out is not None and idata is not None:
@@ -299,7 +358,7 @@ def resume_inputs(path: Path, overrides: dict
         raise InputError(f"nothing to resume: neither {path} nor {checkpoint} exists")
     idata = posterior.load(path, trim=False)  # the padding of a partial run is resumed
     stored = posterior.config(idata)
-    if stored.get("inference") not in MCMC:
+    if family_of(stored.get("inference", "")) != "mcmc":
         raise InputError(f"{path} is a finished {stored.get('inference', 'non-hmc')} run "
                          f"(no checkpoint {checkpoint}): nothing to resume")
     config = _stored_config(stored, overrides)

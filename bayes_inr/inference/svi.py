@@ -1,8 +1,8 @@
 """Stochastic variational inference: MAP, Bayes-by-backprop and Monte Carlo dropout.
 
-One training loop serves the three methods; they differ only in the guide
-(:mod:`bayes_inr.inference.guides`) and, for BBB, in the KL factor xi that scales
-prior and guide terms of the latent sites together.
+One training loop serves every SVI method (:class:`~bayes_inr.inference.single.SVIFit`);
+they differ only in the guide (:mod:`bayes_inr.inference.guides`) and, for BBB, in the
+KL factor xi that scales prior and guide terms of the latent sites together.
 
 Checkpoints. With a ``checkpoint`` callback, :func:`fit_svi` hands it the complete
 training state (:func:`training_state`) after step 1, every ``checkpoint_every``
@@ -38,9 +38,8 @@ from tqdm.auto import tqdm
 from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..model.ctmodel import CTModel
-from .guides import make_guide, sample_params
+from .guides import sample_params
 
-METHODS = ("map", "bbb", "mcd")
 CHECKPOINT_FORMAT = "bayes_inr svi checkpoint 1"
 """The ``format`` entry of a checkpoint file; another value is refused."""
 
@@ -69,12 +68,15 @@ class SVIResult:
         return self.seconds / max(self.steps, 1)
 
 
-def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps: int = 2000,
-            lr: float = 1e-3, lr_final: float = 0.1, kl_factor: float = 1.0,
-            init_scale: float = 1e-3, particles: int = 1, checkpoint_every: int = 100,
-            checkpoint: Callable[[dict], None] | None = None, resume: dict | None = None,
-            progress: bool = True) -> SVIResult:
-    """Train the guide of ``method`` on ``model``.
+def fit_svi(model: CTModel, guide, *, steps: int = 2000, lr: float = 1e-3,
+            lr_final: float = 0.1, kl_factor: float = 1.0, particles: int = 1,
+            checkpoint_every: int = 100, checkpoint: Callable[[dict], None] | None = None,
+            resume: dict | None = None, progress: bool = True, desc: str = "svi"
+            ) -> SVIResult:
+    """Train ``guide`` (a Pyro guide of ``model``, e.g. from :mod:`.guides`) on ``model``.
+
+    ``kl_factor`` (xi) scales the prior and guide terms of the latent sites together,
+    never the likelihood (Bayes-by-backprop's KL factor; 1 is the plain ELBO).
 
     Adam with the learning rate decaying exponentially from ``lr`` to ``lr * lr_final``
     over ``steps``. The param store is cleared first. A non-finite loss restores the
@@ -87,8 +89,7 @@ def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps
     state, continues that fit (same model, method and settings).
     """
     pyro.clear_param_store()
-    guide = make_guide(method, model, init, init_scale=init_scale)
-    xi = kl_factor if method == "bbb" else 1.0
+    xi = kl_factor
     model.latent_scale = xi
     train_guide = poutine.scale(guide, scale=xi) if xi != 1.0 else guide
     # plain Adam: ClippedAdam clamps every gradient element, which the 1/sigma^2 scale of the
@@ -107,7 +108,7 @@ def fit_svi(model: CTModel, method: str, init: dict[str, torch.Tensor], *, steps
             saved, saved_step = _params(store), result.steps
             with _deferred_interrupts(checkpoint is not None) as interrupted, \
                     tqdm(range(result.steps, steps), initial=result.steps, total=steps,
-                         disable=not progress, desc=method, unit="step") as bar:
+                         disable=not progress, desc=desc, unit="step") as bar:
                 for step in bar:
                     loss = svi.step()
                     optim.step()

@@ -11,10 +11,15 @@ A name is a path under ``models/`` without ``.toml``. :func:`resolve` accepts a 
 first (an existing file always wins), then a shipped name, with or without a leading
 ``models/`` and the ``.toml`` suffix, so the repository's documented commands
 (``--config models/mcd_20.toml``) work outside the repository too.
+
+The top-level configurations are named ``METHOD_VIEWS``: chosen on the validation split
+for that method at that view count. :func:`validated` picks the one nearest a view count;
+``python -m bayes_inr.fit`` uses it when no ``--config`` is given.
 """
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -61,3 +66,17 @@ def summary(path: Path) -> str:
         if line.startswith("#"):
             return line.lstrip("#").strip()
     return ""
+
+
+def validated(method: str, views: int) -> str | None:
+    """The name of the shipped configuration ``METHOD_VIEWS`` whose view count is nearest
+    ``views`` on a log scale (sparse-view difficulty grows with the ratio of view counts;
+    a tie goes to the larger count), or None when ``method`` has none."""
+    counts = {}
+    for name in shipped(""):
+        prefix, _, count = name.rpartition("_")
+        if prefix == method and count.isdigit() and int(count) > 0:
+            counts[int(count)] = name
+    if not counts:
+        return None
+    return counts[min(counts, key=lambda count: (abs(math.log(count / views)), -count))]

@@ -20,7 +20,7 @@ from ..evaluation.convergence import (
     sampler_warnings,
     split_rhat,
 )
-from ..inference.config import MCMC
+from ..inference.method import family_of
 from .page import _num
 
 with warnings.catch_warnings():
@@ -65,11 +65,11 @@ class Diagnostics:
 
 
 def is_mcmc(idata) -> bool:
-    """Whether a run is an MCMC run: method hmc/nuts, or sampler statistics with
-    divergences."""
+    """Whether a run is an MCMC run: a method of the registry's ``mcmc`` family, or
+    sampler statistics with divergences."""
     method = str(posterior.run_attrs(idata).get("method", "")).lower()
     stats = getattr(idata, "sample_stats", None)
-    return method in MCMC or (stats is not None and "diverging" in stats)
+    return family_of(method) == "mcmc" or (stats is not None and "diverging" in stats)
 
 
 def _arviz(ds: xr.Dataset, name: str) -> tuple[np.ndarray, ...]:

@@ -53,9 +53,7 @@ from ..plots.trace import trace_figure
 from .diagnostics import SAMPLER_STATS, Diagnostics, mcmc_diagnostics, trace_pixels
 from .page import _num, _Page, _sig
 
-SCORE_COLUMNS = ("run", "method", "n_draws", "psnr", "ssim", "crps_object", "nll_object",
-                 "ece_object", "pit_error_object", "coverage_90_object", "below_90_object",
-                 "above_90_object", "ece_all", "tied_all")
+SCORE_COLUMNS = ("run", "method", "n_draws", *metrics.SUMMARY)
 
 
 @dataclass

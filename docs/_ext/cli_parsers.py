@@ -76,8 +76,14 @@ def configs() -> argparse.ArgumentParser:
     return parser
 
 
+def recalibration() -> argparse.ArgumentParser:
+    from bayes_inr.recalibration import parser
+
+    return parser()
+
+
 PARSERS = {"fit": fit, "sweep": sweep, "report": report, "baselines": baselines, "data": data,
-           "demo": demo, "configs": configs}
+           "demo": demo, "configs": configs, "recalibration": recalibration}
 """Module name (``python -m bayes_inr.NAME``) -> function returning its parser: the command
 lines of the CLI reference."""
 

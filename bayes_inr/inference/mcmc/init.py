@@ -10,6 +10,7 @@ import torch
 
 from ... import posterior
 from ...core.errors import InputError, check_choice
+from ..guides import point_guide
 from ..svi import DivergenceError, fit_svi
 from .potential import FlatPotential
 from .run import STATE_PREFIX
@@ -38,8 +39,9 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
         values = potential.model.init_params(seed + chain)
         if init == "map":
             try:
-                guide = fit_svi(potential.model, "map", values, steps=steps, lr=lr,
-                                lr_final=lr_final, progress=progress).guide
+                guide = fit_svi(potential.model, point_guide(potential.model, values),
+                                steps=steps, lr=lr, lr_final=lr_final, progress=progress,
+                                desc="map").guide
             except DivergenceError as err:
                 warnings.warn(f"MAP warm start of chain {chain}: {err}", stacklevel=2)
                 guide = err.result.guide

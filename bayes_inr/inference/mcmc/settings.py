@@ -28,7 +28,7 @@ class MCMCSettings:
     step_size: float = 1.0
     num_steps: int = 20
     trajectory_length: float = 0.0
-    max_tree_depth: int = 8
+    max_tree_depth: int = 6
     target_accept: float = 0.8
     seed: int = 0
     checkpoint_every: int = 100
@@ -47,11 +47,10 @@ class MCMCSettings:
             raise InputError("step_size must be positive and target_accept in (0, 1)")
 
     @classmethod
-    def from_config(cls, config) -> MCMCSettings:
-        """Settings from a :class:`~bayes_inr.inference.config.FitConfig` (``kernel =
-        inference``)."""
+    def from_config(cls, config, kernel: str) -> MCMCSettings:
+        """Settings of ``kernel`` from a :class:`~bayes_inr.inference.config.FitConfig`."""
         names = [f.name for f in fields(cls) if f.name != "kernel"]
-        return cls(kernel=config.inference, **{name: getattr(config, name) for name in names})
+        return cls(kernel=kernel, **{name: getattr(config, name) for name in names})
 
 
 def chain_seed(seed: int, chain: int) -> int:
