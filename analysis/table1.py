@@ -55,12 +55,11 @@ from bayes_inr.inference.config import FitConfig, load_config
 from bayes_inr.inference.ensemble import fit_ensemble
 from bayes_inr.inference.ensemble import settings as ensemble_settings
 from bayes_inr.inference.fit import fit
+from bayes_inr.model.catalog import validated
 
 PAPER = Path(__file__).with_name("reference") / "table1_paper.csv"
 MODELS = Path(__file__).resolve().parents[1] / "models"
 ENSEMBLES = (2, 5, 10)
-VALIDATED_VIEWS = (5, 20)
-"""View counts with configurations in ``models/``; other counts use the nearest."""
 
 
 @dataclass(frozen=True)
@@ -109,13 +108,15 @@ PROFILES = {
 
 
 def nearest_views(views: int) -> int:
-    """The validated view count of ``models/`` nearest to ``views``."""
-    return min(VALIDATED_VIEWS, key=lambda v: (abs(v - views), -v))
+    """The view count of the shipped MCD configuration nearest to ``views``, as the fit
+    command picks it (:func:`bayes_inr.model.catalog.validated`)."""
+    return int(validated("mcd", views).rpartition("_")[2])
 
 
 def model_config(kind: str, views: int, overrides: dict) -> FitConfig:
-    """``models/KIND_V.toml`` for the validated view count nearest to ``views``."""
-    return load_config(MODELS / f"{kind}_{nearest_views(views)}.toml", **overrides)
+    """``models/KIND_V.toml`` for the validated view count nearest to ``views``, as the fit
+    command picks it."""
+    return load_config(validated(kind, views), **overrides)
 
 
 def member_configs(views: int, members: int, overrides: dict) -> list[FitConfig]:

@@ -16,6 +16,7 @@ from bayes_inr.inference import mcmc as hmc
 from bayes_inr.inference.config import FitConfig
 from bayes_inr.inference.fit import fit
 from bayes_inr.inference.single import build_model
+from bayes_inr.model.priors import PRIORS, Laplace, Normal, PerLayer, as_prior
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -78,6 +79,51 @@ def test_potential_is_minus_the_pyro_log_joint(sample16, kind, extra):
     torch.testing.assert_close(grad, auto, rtol=1e-4, atol=1e-3)
 
 
+PRIOR_CONTRACT = [pytest.param(f"{name}:0.7", id=name) for name in sorted(PRIORS)] + [
+    pytest.param(PerLayer({0: Normal(2.0)}, default=Laplace(0.5)), id="per_layer"),
+    pytest.param(lambda name, shape: torch.distributions.StudentT(3.0, 0.0, 0.5).expand(shape),
+                 id="python_callable")]
+
+
+@pytest.mark.parametrize("prior", PRIOR_CONTRACT)
+def test_every_prior_keeps_the_contract(sample16, prior):
+    """Every registered prior (and the Python forms): the model's weight sites carry the
+    prior's own densities at their fan-in, and the HMC potential is minus the log joint."""
+    config = FitConfig(inference="hmc", depth=2, width=8, sigma=0.1)
+    model = build_model(sample16, config, prior=as_prior(prior))
+    potential = hmc.FlatPotential(model)
+    theta = 0.3 * torch.randn(potential.dim, generator=torch.Generator().manual_seed(2))
+    params = potential.unflatten(theta)
+    trace = poutine.trace(poutine.condition(model, data=params)).get_trace()
+    trace.compute_log_prob()
+    by_prior = as_prior(prior)
+    for name, (shape, fan_in) in model.inr.param_shapes().items():
+        expected = by_prior(name, shape, fan_in).log_prob(params[name]).sum()
+        torch.testing.assert_close(trace.nodes[name]["log_prob_sum"], expected)
+    value, grad = potential.value_and_grad(theta)
+    assert value.item() == pytest.approx(-trace.log_prob_sum().item(), rel=1e-5)
+    leaf = theta.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(-trace_log_joint(model, potential, leaf), leaf)
+    torch.testing.assert_close(grad, auto, rtol=1e-4, atol=1e-3)
+
+
+def test_the_prior_contract_can_fail(sample16):
+    """Negative control: a prior that reports another scale than it samples is caught."""
+    class Liar(Normal):
+        def __call__(self, name, shape, fan_in):
+            return torch.distributions.Normal(0.0, 2.0 * self.scale).expand(shape)
+
+    model = build_model(sample16, FitConfig(inference="hmc", depth=1, width=8, sigma=0.1),
+                        prior=Liar(1.0))
+    potential = hmc.FlatPotential(model)
+    params = potential.unflatten(torch.full((potential.dim,), 0.5))
+    trace = poutine.trace(poutine.condition(model, data=params)).get_trace()
+    trace.compute_log_prob()
+    name, (shape, fan_in) = next(iter(model.inr.param_shapes().items()))
+    honest = Normal(1.0)(name, shape, fan_in).log_prob(params[name]).sum()
+    assert not torch.allclose(trace.nodes[name]["log_prob_sum"], honest)
+
+
 def test_potential_flatten_round_trip(sample16):
     model = build_model(sample16, FitConfig(depth=2, width=8, infer_sigma=True, sigma=0.05))
     potential = hmc.FlatPotential(model)
@@ -114,6 +160,46 @@ def test_recovers_the_exact_posterior(sample16, kernel, extra):
     ratio = image.std(("chain", "draw")).values / sd
     assert np.abs(ratio - 1).max() < 0.1, np.abs(ratio - 1).max()
     assert not idata.sample_stats["diverging"].values.any()
+
+
+def whitened_norms(sample16, temper: float = 1.0) -> tuple[float, float, int]:
+    """NUTS on the exact posterior of :data:`EXACT`: the mean over draws of ||z||^2 for the
+    whitened parameter draws z = L^T (theta - mean) (chi-squared with dim degrees of
+    freedom under the exact posterior), its standard error from the ESS, and dim.
+    ``temper`` multiplies the potential the sampler sees (1.2: a temperature of 1/1.2)."""
+    config = FitConfig(inference="nuts", **EXACT | {"chains": 2}, draws=700, target_accept=0.65)
+    potential = hmc.FlatPotential(build_model(sample16, config))
+    mean, chol = hmc.exact_parameter_posterior(potential)
+    exact_call = potential.value_and_grad
+
+    def tempered(theta, with_grad=True):
+        value, grad = exact_call(theta, with_grad=with_grad)
+        return temper * value, None if grad is None else temper * grad
+
+    potential.value_and_grad = tempered
+    settings = hmc.MCMCSettings.from_config(config.replace(save_params=True), kernel="nuts")
+    run = hmc.MCMCRun(potential, settings, hmc.initial_points(potential, "prior", 2, 0))
+    run.run(progress=False)
+    idata = run.inference_data(sinogram=sample16.sinogram, angles=sample16.geometry.angles,
+                               method="nuts", config={})
+    post = idata.posterior
+    theta = np.stack([potential.flatten({name: torch.from_numpy(post[name].values[c, d])
+                                         for name in potential.priors}).numpy()
+                      for c in range(post.sizes["chain"]) for d in range(post.sizes["draw"])])
+    norms = (((theta - mean) @ chol) ** 2).sum(1).reshape(post.sizes["chain"], -1)
+    ess = float(az.ess(norms))
+    return float(norms.mean()), math.sqrt(2 * len(mean) / ess), len(mean)
+
+
+def test_whitened_draws_are_chi_squared():
+    """Stronger than the per-pixel check: the draws' whitened squared norm has the
+    chi-squared mean dim; a sampler at the temperature 1/1.2 misses it by many standard
+    errors (the negative control), where the per-pixel sd check's 10 % bound lets it pass."""
+    sample = phantom_sample(0, 4, 16)
+    value, se, dim = whitened_norms(sample)
+    assert abs(value - dim) < 4 * se, (value, se, dim)
+    value, se, dim = whitened_norms(sample, temper=1.2)
+    assert abs(value - dim) > 4 * se, (value, se, dim)  # about dim / 1.2
 
 
 def test_exact_posterior_rejects_nonlinear_models(sample16):

@@ -544,10 +544,10 @@ def _cell(value) -> str:
     return str(value)
 
 
-SUMMARY_COLUMNS = ("method", "n_draws", "psnr", "ssim", "crps_object", "nll_object",
-                   "ece_object", "pit_error_object", "coverage_90_object", "ece_all")
-"""The columns of a one-line-per-run score table: accuracy, then the object's
-calibration, then the all-pixel ECE for comparison with the literature."""
+SUMMARY_COLUMNS = ("method", "n_draws", *(column for column in SUMMARY
+                                          if not column.startswith(("below", "above", "tied"))))
+"""The columns of a one-line-per-run score table on a terminal: :data:`SUMMARY` without the
+one-sided coverages and the tied share (which :func:`calibration_table` shows)."""
 
 
 def score_table(rows: list[dict], columns: Sequence[str] | None = None) -> str:

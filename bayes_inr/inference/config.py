@@ -67,7 +67,7 @@ class FitConfig:
                             "size adapts; 0: use trajectory_length")
     trajectory_length: float = _field(0.0, "hmc with num_steps 0: fixed trajectory length "
                                       "(steps = length / step size)")
-    max_tree_depth: int = _field(6, "nuts: maximum tree depth (at most 2^depth - 1 leapfrog "
+    max_tree_depth: int = _field(8, "nuts: maximum tree depth (at most 2^depth - 1 leapfrog "
                                  "steps per transition; a run saturating it is warned about)")
     target_accept: float = _field(0.8, "hmc/nuts: target acceptance probability of warmup")
     save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")

@@ -94,6 +94,18 @@ def check_model_memory(config: FitConfig, geometry: Geometry) -> None:
                  batch=config.particles)
 
 
+@dataclasses.dataclass
+class _Run:
+    """What :meth:`SingleFit.fit` hands its family's run: the recorded configuration, the
+    hashed settings, the start time, progress bars and the output file."""
+
+    record: dict
+    settings: dict
+    start: float
+    progress: bool
+    out: Path | None
+
+
 class SingleFit(InferenceMethod):
     """A method that fits one model: builds it, records the run, then :meth:`run`."""
 
@@ -129,18 +141,6 @@ class SingleFit(InferenceMethod):
     def run(self, sample: Sample, config: FitConfig, model: CTModel, run: _Run,
             resume: az.InferenceData | dict | None) -> az.InferenceData:
         """Fit the built ``model`` and return the run's InferenceData."""
-
-
-@dataclasses.dataclass
-class _Run:
-    """What :meth:`SingleFit.fit` hands its family's run: the recorded configuration, the
-    hashed settings, the start time, progress bars and the output file."""
-
-    record: dict
-    settings: dict
-    start: float
-    progress: bool
-    out: Path | None
 
 
 class SVIFit(SingleFit):

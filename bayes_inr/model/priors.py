@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 
 from ..core.errors import InputError, check_choice
 
@@ -172,8 +173,11 @@ def as_prior(prior) -> Prior:
 
 
 def site_distribution(prior: Prior, name: str, shape: tuple[int, ...], fan_in: int):
-    """The prior's distribution for a site, as an event of exactly ``shape``."""
+    """The prior's distribution for a site, as an event of exactly ``shape`` (a plain torch
+    distribution is wrapped in Pyro's ``Independent``, which ``pyro.sample`` needs)."""
     d = prior(name, shape, fan_in)
     if tuple(d.batch_shape) + tuple(d.event_shape) != tuple(shape):
         d = d.expand(torch.Size(shape)[: len(shape) - len(d.event_shape)])
-    return d.to_event(len(d.batch_shape))
+    if isinstance(d, TorchDistributionMixin):
+        return d.to_event(len(d.batch_shape))
+    return dist.Independent(d, len(d.batch_shape))

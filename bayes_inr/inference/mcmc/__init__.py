@@ -12,7 +12,7 @@ This package re-exports their public names, the API that ``bayes_inr.inference.s
 and the tests use as ``mcmc.NAME``.
 """
 
-from .exact import exact_posterior
+from .exact import exact_parameter_posterior, exact_posterior
 from .init import initial_points, last_draws
 from .kernels import STATS, make_kernel
 from .potential import RENDER_CHUNK, SITE, FlatPotential
@@ -23,4 +23,5 @@ from .summary import diagnostics
 
 __all__ = ["KERNELS", "RENDER_CHUNK", "SITE", "STATE_PREFIX", "STATS", "Chain", "ChainState",
            "FlatPotential", "MCMCRun", "MCMCSettings", "chain_seed", "diagnostics",
-           "exact_posterior", "initial_points", "last_draws", "make_kernel"]
+           "exact_parameter_posterior", "exact_posterior", "initial_points", "last_draws",
+           "make_kernel"]

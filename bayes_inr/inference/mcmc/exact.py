@@ -12,7 +12,29 @@ from .potential import FlatPotential
 
 
 def exact_posterior(potential: FlatPotential) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel posterior mean and standard deviation (N, N) of a linear-Gaussian model.
+    """Per-pixel posterior mean and standard deviation (N, N) of a linear-Gaussian model
+    (see :func:`exact_parameter_posterior`)."""
+    mean, chol, columns, offset = _linear_gaussian(potential)
+    with torch.no_grad():
+        pixel_mean = columns.T @ mean + offset
+        whitened = torch.linalg.solve_triangular(chol, columns, upper=False)
+        pixel_sd = whitened.square().sum(0).sqrt()
+    shape = potential.model.inr.shape
+    return pixel_mean.reshape(shape).numpy(), pixel_sd.reshape(shape).numpy()
+
+
+def exact_parameter_posterior(potential: FlatPotential) -> tuple[np.ndarray, np.ndarray]:
+    """The exact Gaussian posterior of the flat parameter vector of a linear-Gaussian model:
+    its mean (dim,) and the lower Cholesky factor L (dim, dim) of its precision, so that
+    ``z = L^T (theta - mean)`` is standard normal under the posterior.
+    """
+    mean, chol, _, _ = _linear_gaussian(potential)
+    return mean.numpy(), chol.numpy()
+
+
+def _linear_gaussian(potential: FlatPotential):
+    """Posterior mean, precision Cholesky factor, image columns and offset (float64, CPU)
+    of a linear-Gaussian model.
 
     With a linear image map (a depth-0 INR with a linear head: fixed random Fourier
     features and a linear read-out; or a grid of pixels with the linear link), Normal
@@ -49,8 +71,4 @@ def exact_posterior(potential: FlatPotential) -> tuple[np.ndarray, np.ndarray]:
         chol = torch.linalg.cholesky(precision)
         rhs = jac.T @ residual / model.sigma ** 2 + loc / scale.cpu() ** 2
         mean = torch.cholesky_solve(rhs[:, None], chol)[:, 0]
-        pixel_mean = columns.T.cpu() @ mean + offset.cpu()
-        whitened = torch.linalg.solve_triangular(chol, columns.cpu(), upper=False)
-        pixel_sd = whitened.square().sum(0).sqrt()
-    shape = model.inr.shape
-    return pixel_mean.reshape(shape).numpy(), pixel_sd.reshape(shape).numpy()
+    return mean, chol, columns.cpu(), offset.cpu()

@@ -28,7 +28,7 @@ class MCMCSettings:
     step_size: float = 1.0
     num_steps: int = 20
     trajectory_length: float = 0.0
-    max_tree_depth: int = 6
+    max_tree_depth: int = 8
     target_accept: float = 0.8
     seed: int = 0
     checkpoint_every: int = 100
