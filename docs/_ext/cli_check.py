@@ -6,9 +6,11 @@ Two checks, each a warning (so an error under ``sphinx-build -W``) at the exampl
    parsed by that command's real parser (:mod:`cli_parsers`): an unknown flag, a bad choice
    or a missing argument fails the build. Shipped configuration names given to
    ``--config`` / ``--grid`` (``mcd_20``, ``models/mcd_20.toml``, ``sweeps/mcd_cpu``) must
-   resolve (:func:`bayes_inr.model.catalog.resolve`); ``--config none`` is the bare defaults. Commands are not run: a fit takes minutes.
+   resolve (:func:`bayes_inr.model.catalog.resolve`); ``--config none`` is the bare
+   defaults. Commands are not run: a fit takes minutes.
 2. Python code that uses the package (``bayes_inr`` in a Python literal block) must be
-   executed at build time (a ``runpython`` block, :mod:`runpython`, or a notebook cell),
+   executed at build time (a ``runpython`` block, :mod:`runpython`, or a notebook cell) or
+   included from a test (``literalinclude`` of a file under ``tests/``, which CI runs),
    never a static block that could rot.
 
 Lines are joined over trailing backslashes; ``#`` starts a comment (shell rules, shlex).
@@ -20,6 +22,7 @@ import contextlib
 import io
 import re
 import shlex
+from pathlib import Path
 
 from docutils import nodes
 from sphinx.util import logging
@@ -105,10 +108,17 @@ def check_command(module: str, argv: list[str]) -> str | None:
     return _check_shipped(argv)
 
 
+TESTS = Path(__file__).resolve().parents[2] / "tests"
+"""Code included from here (``literalinclude``) is run by the test suite in CI."""
+
+
 def _executed(node: nodes.Node) -> bool:
-    """Whether a literal block is executed at build time: a ``runpython`` block or the
-    source of a myst-nb cell."""
+    """Whether a literal block is executed: a ``runpython`` block or the source of a myst-nb
+    cell (at build time), or a ``literalinclude`` of a file under ``tests/`` (by the tests)."""
     if node.get("executed"):
+        return True
+    source = node.get("source")
+    if source and Path(source).resolve().is_relative_to(TESTS):
         return True
     parent = node.parent
     while parent is not None:
