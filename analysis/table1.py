@@ -314,7 +314,7 @@ Notes.
   pixel. Calibration comes from the randomised rank PIT (truth ranked among its draws plus
   itself, ties spread), so coverage is not inflated or deflated by the draw count; CRPS is
   that of the draws' empirical distribution (a one-draw method's is its mean absolute
-  error); ensembles weigh every member 1/K. Definitions: README "Metrics".
+  error); ensembles weigh every member 1/K. Definitions: docs/metrics.md.
 - `paper-δ ECE` is the authors' score: every interval widened by the delta (0 to 0.1) that
   minimises the ECE *against the ground truth being scored*, with the paper's interval rule
   (interpolated quantiles). It is not a calibration score; it is here only as the

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 RUN_CONTROL = frozenset({"threads", "workers", "checkpoint_every"})
-"""Settings that change how a run is executed, not what it computes."""
+"""Settings that change how a run is executed, not what it computes: not hashed. The thread
+count changes the rounding of sums, so MCMC draws differ bit for bit across thread counts while
+sampling the same posterior (:data:`bayes_inr.inference.single.RESUME_MAY_CHANGE`)."""
 
 _DIGITS = 16
 
