@@ -77,10 +77,10 @@ def sample_from_args(args, config: FitConfig) -> Sample:
 def choose_config(args, overrides: dict) -> FitConfig:
     """The configuration of a fresh fit, with the command line's hyperparameters
     ``overrides`` on top: ``--config`` (a file or a shipped name; ``none``: the bare
-    defaults of :class:`FitConfig`; also the ensemble's own with ``--member-configs``),
-    else the shipped configuration validated for the
-    method at the view count nearest the problem's
-    (:func:`bayes_inr.model.catalog.validated`), which is announced on stdout."""
+    defaults of :class:`FitConfig`, which are also the ensemble's own with
+    ``--member-configs``), else the shipped configuration validated for the method at the
+    view count nearest the problem's (:func:`bayes_inr.model.catalog.validated`), which is
+    announced on stdout."""
     if args.config is not None:
         if str(args.config) == "none":
             return FitConfig(**overrides)

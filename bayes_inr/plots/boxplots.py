@@ -48,7 +48,8 @@ def boxplot_figure(rows: list[dict], path, metric: str = "psnr") -> Path:
              if len({str(row["config"][name]) for row in rows}) > 1]
     params = [name for name in swept if name != "activation"] or ["activation"]
     activations = _sorted_values(row["config"]["activation"] for row in rows)
-    fig = Figure(figsize=(0.6 + 2.3 * len(activations), 0.6 + 2.0 * len(params)),
+    # at least 4.5 inches wide, so that the title fits over a single panel
+    fig = Figure(figsize=(max(4.5, 0.6 + 2.3 * len(activations)), 0.6 + 2.0 * len(params)),
                  layout="constrained")
     axes = fig.subplots(len(params), len(activations), sharey=True, squeeze=False)
     for i, param in enumerate(params):
