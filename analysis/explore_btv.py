@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayes_inr import posterior
 from bayes_inr.core.atomic import atomic_path
 from bayes_inr.core.provenance import git_state
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
-from bayes_inr.evaluation.metrics import psnr, score
+from bayes_inr.evaluation.metrics import score
 from bayes_inr.inference import mcmc
 from bayes_inr.inference.baselines.classical import reconstruct
 from bayes_inr.inference.baselines.tv import tv_settings
@@ -56,9 +57,9 @@ def main() -> int:
     start = time.perf_counter()
     image = reconstruct("tv", sample.sinogram, sample.geometry, iterations=tv.iterations,
                         weight=tv.weight)
-    tv_scores = {"psnr": psnr(image, sample.ground_truth),
-                 "crps_object": float(np.abs(image - sample.ground_truth)[
-                     sample.ground_truth > 0].mean())}
+    tv_scores = score(posterior.from_reconstruction(
+        image, sinogram=sample.sinogram, angles=sample.geometry.angles, method="TV",
+        ground_truth=sample.ground_truth))
     clipped = np.clip(image, 1e-3, 1 - 1e-3)
     start_point = torch.from_numpy(np.log(clipped / (1 - clipped)).astype(np.float32))
     rows = []

@@ -34,8 +34,6 @@ from bayes_inr.core.provenance import git_state  # noqa: E402
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark  # noqa: E402
 from bayes_inr.evaluation.metrics import score  # noqa: E402
 from bayes_inr.evaluation.recalibration import apply, calibrate, save_calibration  # noqa: E402
-from bayes_inr.inference.ensemble import fit_ensemble  # noqa: E402
-from bayes_inr.inference.ensemble import settings as ensemble_settings  # noqa: E402
 
 RUNS = Path("analysis/results/table1_cpu/runs")
 OUT = Path("analysis/results/recalibration")
@@ -47,18 +45,19 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
 
 
 def de2_runs(data, dataset: table1.DataSet, views: int, split: str) -> list[Path]:
-    """The DE-2 run files of ``split`` (fitted when missing or stale, as Table 1 does)."""
-    members = table1.member_configs(views, 2, {})
-    base = members[0].replace(inference="ensemble", workers=2)
+    """The DE-2 run files of ``split``: Table 1's own DE job (:func:`table1.jobs`), reused
+    from ``RUNS`` when its hashes match, else fitted there."""
+    profile = table1.PROFILES["cpu"]
+    members = table1.member_configs(views, 2, profile.overrides)
     paths = []
     for image_id in benchmark_ids(data, split):
         sample = benchmark_sample(data, image_id, views)
-        path = RUNS / f"de2_{dataset.key}_{views}v_{image_id}.nc"
+        (job,) = [job for job in table1.jobs(sample, dataset, views, profile, members, split)
+                  if job.stem == "de2"]
+        path = RUNS / f"{job.stem}_{dataset.key}_{views}v_{image_id}.nc"
         if split == "test" and not path.exists():
             raise SystemExit(f"{path} is missing: run analysis/table1.py first")
-        _, reused = table1.cached(path, lambda s=sample: fit_ensemble(s, base, members,
-                                                                      progress=False),
-                                  ensemble_settings(base, members), sample)
+        _, reused = table1.cached(path, job.make, job.settings, sample)
         print(f"{split} image {image_id}: {'reused' if reused else 'fitted'} {path}", flush=True)
         paths.append(path)
     return paths
