@@ -7,7 +7,10 @@ and a real-CT table beside it.
 
 For each dataset of the profile (the phantoms, and for ``cpu`` the real CT slices of
 ``data/real_128.nc``), its view counts, the chosen splits and every image, the script
-runs the classical baselines (FBP, CGLS, EM, SART, SIRT and TV), BBB, MCD with per-pixel
+runs the classical baselines (FBP, CGLS, EM, SART, SIRT and TV), Bayesian TV (NUTS under
+TV's own objective: TV's validated weight and iterations for the dataset and view count, the
+temperature sigma of ``models/btv_V.toml``, or of ``models/btv_real_V.toml`` on real CT), BBB,
+MCD with per-pixel
 masks (the authors' ``F.dropout`` noise injection; the member of the deep ensemble),
 MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble of
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
@@ -73,6 +76,9 @@ class DataSet:
     views: tuple[int, ...]
     protocol: str
     """The data protocol the profile requires: ``fine`` (no inverse crime) or ``same``."""
+    btv: str = "btv"
+    """The shipped Bayesian TV configurations (``models/BTV_V.toml``) whose sigma this data
+    takes: its temperature, chosen on validation data of the same kind."""
     hmc: bool = False
 
 
@@ -94,7 +100,8 @@ PROFILES = {
     # finer grid) and the real CT test slices at 20 and 60 views (40 dB). HMC waits for
     # a converging recipe (the old one-chain transient is not a reference).
     "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine"),
-                    DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine")),
+                    DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
+                            btv="btv_real")),
                    splits=("test",), members=2),
     # the paper's protocol: 256 x 256, sinograms made with the reconstruction operator,
     # no noise (python -m bayes_inr.data --size 256 --protocol same); longer training
@@ -215,6 +222,10 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
 
         out.append(Job(method, {"method": method, **settings}, make,
                        ((method.upper(), _whole),)))
+    tv = tv_settings(dataset.path, views)
+    btv = model_config(dataset.btv, views, profile.overrides).replace(tv_weight=tv.weight,
+                                                                      steps=tv.iterations)
+    out.append(Job("btv", btv, lambda: fit(sample, btv, False), (("Bayesian TV", _whole),)))
     bbb = model_config("bbb", views, profile.overrides)
     out.append(Job("bbb", bbb, lambda: fit(sample, bbb, False), (("BBB", _whole),)))
     image_mcd = model_config("mcd", views, profile.overrides).replace(dropout_scope="image")
@@ -323,6 +334,11 @@ Notes.
   around one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask
   per draw: the Gal and Ghahramani posterior (one function per draw), the same
   configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members.
+- Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
+  (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
+  dataset and view count, so that its mode is the TV row's image; sigma chosen on validation
+  (phantoms: analysis/results/sweeps/btv_20; real CT: sweeps/btv_real_20). One chain from
+  the TV image: its split R-hat is within one chain, not a convergence check.
 - HMC*: the paper ran HMC on one image outside both splits, so its HMC numbers are not
   means over the test phantoms. Our CPU profile has no HMC row until a converging
   recipe exists (the previous one-chain run was an unconverged transient, R-hat up to 2.9).

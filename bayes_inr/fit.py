@@ -87,17 +87,17 @@ def choose_config(args, overrides: dict) -> FitConfig:
         return load_config(args.config, **overrides)
     if args.member_configs:  # the members bring their configurations
         return FitConfig(**overrides)
-    bare = FitConfig(**overrides)  # checks the overrides and names the method
+    method = get_method(overrides.get("inference", FitConfig.inference))
     views = requested_views(args)
-    for name in get_method(bare.inference).shipped_names(bare):
+    for name in method.shipped_names(overrides):
         shipped = validated(name, views)
         if shipped is not None:
             print(f"config: {shipped} (shipped, validated on the validation split; for "
                   f"{views} views; --config none gives the bare defaults)", flush=True)
-            return load_config(shipped, **{"inference": bare.inference} | overrides)
-    print(f"config: the bare defaults (no shipped configuration for {bare.inference})",
+            return load_config(shipped, **{"inference": method.name} | overrides)
+    print(f"config: the bare defaults (no shipped configuration for {method.name})",
           flush=True)
-    return bare
+    return FitConfig(**overrides)
 
 
 def requested_views(args) -> int:

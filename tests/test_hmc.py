@@ -58,6 +58,8 @@ def trace_log_joint(model, potential, theta):
              "infer_sigma": False}),
     ("gop", {"head": "sigmoid", "prior": "laplace:2"}),
     ("gop", {"head": "linear", "prior": "normal:1"}),
+    ("gop", {"inference": "btv", "head": "sigmoid", "prior": "normal:10", "infer_sigma": False,
+             "tv_weight": 1e-3, "sigma": 0.05}),  # isotropic TV, factor w / sigma^2
 ])
 def test_potential_is_minus_the_pyro_log_joint(sample16, kind, extra):
     """Value and hand-written gradient against the Pyro model's trace and autograd."""

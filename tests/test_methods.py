@@ -17,7 +17,7 @@ from bayes_inr.model.catalog import validated
 from bayes_inr.posterior import image_draws, run_attrs
 from bayes_inr.reports.diagnostics import is_mcmc
 
-SHIPPED = ("map", "bbb", "mcd", "hmc", "nuts", "ensemble")
+SHIPPED = ("map", "bbb", "mcd", "hmc", "nuts", "btv", "ensemble")
 TINY = {"depth": 1, "width": 8, "steps": 5, "lr": 1e-2, "draws": 3, "threads": 1}
 
 
@@ -51,14 +51,14 @@ def low_rank():
 def test_the_shipped_methods_and_their_families():
     assert method_names() == SHIPPED
     assert method_names(family="svi") == ("map", "bbb", "mcd")
-    assert method_names(family="mcmc") == ("hmc", "nuts")
+    assert method_names(family="mcmc") == ("hmc", "nuts", "btv")
     assert method_names(member=True) == ("map", "bbb", "mcd")
     assert [family_of(name) for name in ("mcd", "nuts", "ensemble", "DE-5", "sirt")] == [
         "svi", "mcmc", "mixture", "", ""]
 
 
 def test_choices_and_help_come_from_the_registry():
-    with pytest.raises(InputError, match="choose one of map, bbb, mcd, hmc, nuts, ensemble"):
+    with pytest.raises(InputError, match="choose one of map, bbb, mcd, hmc, nuts, btv, ensemble"):
         FitConfig(inference="svgd")
     text = "".join(parser().format_help().split())  # argparse wraps lines, at hyphens too
     for name in SHIPPED:
@@ -94,7 +94,7 @@ def test_the_registry_is_restored_after_the_example(low_rank):
 
 
 def test_the_example_is_gone_again():
-    assert "lowrank" not in method_names()  # the fixture removed it: other tests see six
+    assert "lowrank" not in method_names()  # the fixture removed it: other tests see seven
 
 
 def test_a_duplicate_or_incomplete_method_is_refused(low_rank):
@@ -109,7 +109,8 @@ def test_a_duplicate_or_incomplete_method_is_refused(low_rank):
 
 @pytest.mark.parametrize(("method", "views", "expected"), [
     ("mcd", 20, "mcd_20"), ("mcd", 10, "mcd_20"), ("mcd", 30, "mcd_20"), ("mcd", 9, "mcd_5"),
-    ("mcd", 3, "mcd_5"), ("bbb", 12, "bbb_20"), ("hmc", 6, "hmc_5"), ("nuts", 20, None),
+    ("mcd", 3, "mcd_5"), ("bbb", 12, "bbb_20"), ("hmc", 6, "hmc_5"), ("btv", 5, "btv_20"),
+    ("nuts", 20, None),
     ("ensemble", 20, None),
 ])
 def test_the_validated_configuration_nearest_a_view_count(method, views, expected):

@@ -9,7 +9,8 @@ from bayes_inr.data.sample import phantom_sample
 sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
 table1 = pytest.importorskip("table1")
 
-TINY = {"steps": 5, "draws": 3, "width": 8, "depth": 1, "threads": 1}
+TINY = {"steps": 5, "draws": 3, "width": 8, "depth": 1, "threads": 1, "warmup": 5,
+        "max_tree_depth": 3}
 FITTED = ("bbb", "mcd_image", "de2")
 
 
@@ -21,10 +22,13 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
     sample = phantom_sample(5, 20, 16)
     rows = table1.run_image(sample, dataset, 20, 5, profile, tmp_path, members)
     methods = [r["method"] for r in rows]
-    assert methods == ["FBP", "CGLS", "EM", "SART", "SIRT", "TV", "BBB",
+    assert methods == ["FBP", "CGLS", "EM", "SART", "SIRT", "TV", "Bayesian TV", "BBB",
                        "MCD, one mask per draw", "MCD, per-pixel masks", "DE-2"]
     files = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")}
-    assert len(files) == 9  # six baselines, BBB, MCD (one mask per draw), DE-2
+    assert len(files) == 10  # six baselines, Bayesian TV, BBB, MCD (one mask per draw), DE-2
+    btv = posterior.config(posterior.load(tmp_path / "btv_phantom_20v_5.nc"))
+    assert btv["tv_weight"] == table1.tv_settings("unused", 20).weight  # TV's own weight
+    assert btv["steps"] == table1.tv_settings("unused", 20).iterations != TINY["steps"]
     # the per-pixel MCD row is member 1 of the DE-2 fit
     de2 = posterior.load(tmp_path / "de2_phantom_20v_5.nc")
     member = next(r for r in rows if r["method"] == "MCD, per-pixel masks")
@@ -35,7 +39,8 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
     again = table1.run_image(sample, dataset, 20, 5, profile, tmp_path, members)
     assert [r["psnr"] for r in again] == [r["psnr"] for r in rows]
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")} == files
-    # a changed configuration reruns exactly the runs it concerns
+    # a changed configuration reruns exactly the runs it concerns (Bayesian TV's steps are
+    # TV's iterations: not among them)
     changed = table1.Profile((dataset,), overrides=TINY | {"steps": 6}, workers=1)
     table1.run_image(sample, dataset, 20, 5, changed, tmp_path,
                      table1.member_configs(20, 2, TINY | {"steps": 6}))

@@ -16,7 +16,7 @@ from ..model.priors import as_prior
 from .method import get_method, method_names, methods_help
 
 MODELS = ("inr", "gop")
-INITS = ("map", "prior")
+INITS = ("map", "prior", "tv")
 
 
 def _field(default, help: str):
@@ -44,8 +44,10 @@ class FitConfig:
                         "a Python prior by importable name, module:function")
     sigma: float = _field(0.0, "noise std of the sinogram likelihood; 0 = the data's, else 0.01")
     infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
-    tv_weight: float = _field(0.0, "weight of the total-variation factor")
-    steps: int = _field(2000, "optimisation steps (SVI, and the MAP warm start of hmc/nuts)")
+    tv_weight: float = _field(0.0, "weight of the total-variation factor (btv: the weight w of "
+                              "the TV objective ||A x - p||^2 / 2 + w TV(x))")
+    steps: int = _field(2000, "optimisation steps (SVI, the MAP warm start of hmc/nuts, the "
+                        "TV solver of init tv)")
     lr: float = _field(1e-3, "initial Adam learning rate")
     lr_final: float = _field(0.1, "final learning rate as a fraction of lr (exponential decay)")
     dropout: float = _field(0.1, "MCD: probability p of dropping a hidden unit")
@@ -61,7 +63,8 @@ class FitConfig:
     thin: int = _field(1, "hmc/nuts: keep every thin-th transition")
     chains: int = _field(1, "hmc/nuts: number of chains")
     init: str = _field("map", "hmc/nuts start: map (a MAP fit per chain), prior (the network "
-                       "init) or a saved hmc/nuts run .nc (its last draws)")
+                       "init), tv (gop with a TV factor: the TV solution, steps iterations) "
+                       "or a saved hmc/nuts run .nc (its last draws)")
     step_size: float = _field(1.0, "hmc/nuts: initial leapfrog step size (adapted in warmup)")
     num_steps: int = _field(20, "hmc: leapfrog steps per transition, kept fixed while the step "
                             "size adapts; 0: use trajectory_length")
@@ -100,7 +103,10 @@ class FitConfig:
         if not self.step_size > 0 or not 0 < self.target_accept < 1:
             raise InputError("step_size must be positive and target_accept in (0, 1)")
         if self.init not in INITS and not self.init.endswith(".nc"):
-            raise InputError(f"unknown init {self.init!r}; use map, prior or a run file .nc")
+            raise InputError(f"unknown init {self.init!r}; use map, prior, tv or a run file .nc")
+        if self.init == "tv" and (self.model != "gop" or not self.tv_weight > 0):
+            raise InputError("init tv starts a pixel grid at the TV solution: it needs --model "
+                             "gop and --tv-weight > 0")
         if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0:
             raise InputError("sigma, lr and tv_weight must be non-negative (lr positive)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -24,8 +24,9 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -48,8 +49,9 @@ class Ensemble(InferenceMethod):
     summary = "a deep ensemble (the paper's DE-N), an equally weighted mixture of fits"
     family = "mixture"
 
-    def shipped_names(self, config: FitConfig) -> tuple[str, ...]:
-        return (config.member_inference,)  # seeds of the member method's configuration
+    def shipped_names(self, overrides: Mapping[str, Any]) -> tuple[str, ...]:
+        # seeds of the member method's configuration
+        return (overrides.get("member_inference", FitConfig.member_inference),)
 
     def fit(self, sample: Sample, config: FitConfig, *, prior=None, progress: bool = True,
             out: Path | None = None, resume=None) -> az.InferenceData:

@@ -28,8 +28,9 @@ The methods the package ships are defined in :mod:`bayes_inr.inference.methods` 
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.errors import InputError
 
@@ -86,10 +87,17 @@ class InferenceMethod(abc.ABC):
         the default accepts every configuration."""
         return
 
-    def shipped_names(self, config: FitConfig) -> tuple[str, ...]:
+    def shipped_names(self, overrides: Mapping[str, Any]) -> tuple[str, ...]:
         """The method names whose shipped configurations (``models/NAME_VIEWS.toml``) serve
-        this method as defaults, best first (:func:`bayes_inr.model.catalog.validated`)."""
+        this method as defaults, best first (:func:`bayes_inr.model.catalog.validated`), given
+        the configuration fields set on the command line, ``overrides``."""
         return (self.name,)
+
+    def tv_factor(self, config: FitConfig, sigma: float) -> tuple[float, str]:
+        """The weight lambda and the norm of the model's TV factor ``-lambda TV(image)``
+        (:func:`~bayes_inr.model.ctmodel.total_variation`) for ``config`` and the
+        likelihood's ``sigma``; the default is ``config.tv_weight``, anisotropic."""
+        return config.tv_weight, "anisotropic"
 
     @abc.abstractmethod
     def fit(self, sample: Sample, config: FitConfig, *, prior=None, progress: bool = True,

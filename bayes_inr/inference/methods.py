@@ -1,4 +1,4 @@
-"""The single-fit inference methods: MAP, BBB, MCD (SVI) and HMC, NUTS (MCMC).
+"""The single-fit inference methods: MAP, BBB, MCD (SVI) and HMC, NUTS, Bayesian TV (MCMC).
 
 Each class is one registered method (:mod:`bayes_inr.inference.method`): its name, a
 one-line summary, its family's machinery (:class:`~bayes_inr.inference.single.SVIFit`,
@@ -9,6 +9,9 @@ KL factor, the kernel, the checks of its settings. The mixture of fits (DE-N) is
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -79,5 +82,30 @@ class NUTS(MCMCFit):
     summary = "the No-U-Turn sampler, Pyro's NUTS kernel on the flat potential"
     kernel = "nuts"
 
-    def shipped_names(self, config: FitConfig) -> tuple[str, ...]:
+    def shipped_names(self, overrides: Mapping[str, Any]) -> tuple[str, ...]:
         return ("nuts", "hmc")  # the validated HMC recipe, run with NUTS
+
+
+class BTV(MCMCFit):
+    """Bayesian TV: NUTS on the pixel grid under the TV baseline's own objective.
+
+    The posterior is ``exp(-(||A x - p||^2 / 2 + w TV(x)) / sigma^2)`` on images ``x``
+    (``--model gop``; ``--head sigmoid`` keeps them in the box [0, 1], with the weak
+    ``--prior`` on the logits), with ``w = config.tv_weight`` in the units of the TV
+    baseline (:mod:`~bayes_inr.inference.baselines.tv`) and its isotropic TV: the model's
+    TV factor is ``w / sigma^2``, so that the posterior's mode is the TV reconstruction of
+    weight ``w`` and ``sigma`` sets only the posterior's width (a temperature on noiseless
+    data, the noise level on noisy data). ``--init tv`` starts the chains at that mode.
+    """
+
+    name = "btv"
+    summary = "Bayesian TV, NUTS on the pixel grid under the TV objective (w, sigma)"
+    kernel = "nuts"
+
+    def check(self, config: FitConfig) -> None:
+        if config.model != "gop" or not config.tv_weight > 0 or config.infer_sigma:
+            raise InputError("btv samples the pixel grid under a TV prior: it needs --model "
+                             "gop, --tv-weight > 0 and a fixed sigma (no --infer-sigma)")
+
+    def tv_factor(self, config: FitConfig, sigma: float) -> tuple[float, str]:
+        return config.tv_weight / sigma**2, "isotropic"

@@ -78,15 +78,16 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
     check_model_memory(config, sample.geometry)
     operator = RadonOperator(sample.geometry, device=config.device)
     sinogram = torch.as_tensor(sample.sinogram)
+    method, sigma = get_method(config.inference), resolve_sigma(config, sample)
+    tv_weight, tv_norm = method.tv_factor(config, sigma)
     if config.model == "gop":
-        return gop_model(operator, sinogram, prior or config.prior, resolve_sigma(config, sample),
-                         config.infer_sigma, config.tv_weight, link=config.head)
+        return gop_model(operator, sinogram, prior or config.prior, sigma, config.infer_sigma,
+                         tv_weight, link=config.head, tv_norm=tv_norm)
     coords = torch.as_tensor(sample.geometry.pixel_centers(), dtype=torch.float32)
     inr = INR(config.architecture(), coords, seed=config.seed).to(config.device)
-    dropout = config.dropout if get_method(config.inference).dropout else 0.0
-    return CTModel(inr, operator, sinogram, prior or config.prior,
-                   resolve_sigma(config, sample), config.infer_sigma, config.tv_weight,
-                   dropout, config.dropout_scope)
+    dropout = config.dropout if method.dropout else 0.0
+    return CTModel(inr, operator, sinogram, prior or config.prior, sigma, config.infer_sigma,
+                   tv_weight, dropout, config.dropout_scope, tv_norm)
 
 
 def check_model_memory(config: FitConfig, geometry: Geometry) -> None:

@@ -59,6 +59,15 @@ class PixelGrid:
         value = 0.0 if image_mean is None else head_inverse(self.link, image_mean)
         return {"pixels": torch.full(self.shape, value, device=self.device, dtype=self.dtype)}
 
+    def params_of(self, image) -> dict[str, torch.Tensor]:
+        """The pixel values that render ``image`` (N, N), through the inverse link; with the
+        sigmoid link the image is first clipped to [0.001, 0.999]."""
+        image = torch.as_tensor(image, device=self.device, dtype=self.dtype)
+        if self.link == "sigmoid":
+            image = image.clamp(1e-3, 1 - 1e-3)
+            image = torch.log(image / (1 - image))
+        return {"pixels": image.reshape(self.shape).clone()}
+
     def render(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Images (*draws, N, N) from pixel values with leading draw dimensions."""
         pixels = params["pixels"]
@@ -80,13 +89,15 @@ class PixelGrid:
 
 
 def gop_model(operator: RadonOperator, sinogram: torch.Tensor, prior, sigma: float,
-              infer_sigma: bool = False, tv_weight: float = 0.0, link: str = "linear"
-              ) -> CTModel:
+              infer_sigma: bool = False, tv_weight: float = 0.0, link: str = "linear",
+              tv_norm: str = "anisotropic") -> CTModel:
     """The GOP model of a sinogram: :class:`CTModel` over a :class:`PixelGrid`.
 
     ``prior`` is applied to the site ``pixels`` of shape (N, N) with fan-in 1 (so
     ``normal:1.0`` is an iid Normal(0, 1) on every pixel, or on every logit with the
-    sigmoid link); ``tv_weight`` is the weight of the TV factor on the image.
+    sigmoid link); ``tv_weight`` is the weight of the TV factor on the image, whose total
+    variation is ``tv_norm`` (:func:`~bayes_inr.model.ctmodel.total_variation`).
     """
     grid = PixelGrid(operator.geometry.image_shape, link, operator.device, operator.dtype)
-    return CTModel(grid, operator, sinogram, prior, sigma, infer_sigma, tv_weight)
+    return CTModel(grid, operator, sinogram, prior, sigma, infer_sigma, tv_weight,
+                   tv_norm=tv_norm)

@@ -204,7 +204,8 @@ class FlatPotential:
             value = value - sum(prior.log_prob(params[name])
                                 for name, prior in self._priors.items())
         if self.model.tv_weight:
-            value = value + self.model.tv_weight * total_variation(image)
+            tv = total_variation(image, self.model.tv_norm)
+            value = value + self.model.tv_weight * tv
         grad_w, grad_image = torch.autograd.grad(value, (weights, image), allow_unused=True,
                                                  materialize_grads=True)
         return value.detach(), grad_w, grad_image
