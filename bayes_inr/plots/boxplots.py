@@ -1,6 +1,7 @@
 """Boxplots of a sweep's validation metric per hyperparameter value (the paper's Figs. 3-4).
 
-One row per swept hyperparameter other than the activation, one column per activation;
+One row per swept hyperparameter other than the activation, one column per activation
+(titled when there are several);
 each box holds the per-trial mean metric of the finished trials with that value. The
 y axis is shared by all panels, so boxes compare across the whole figure.
 """
@@ -68,7 +69,7 @@ def boxplot_figure(rows: list[dict], path, metric: str = "psnr") -> Path:
             ax.set_xlabel(param, fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(axis="y", alpha=0.3)
-            if i == 0:
+            if i == 0 and len(activations) > 1:
                 ax.set_title(activation, fontsize=10)
             if j == 0:
                 ax.set_ylabel(f"val {_label(metric)}", fontsize=8)
