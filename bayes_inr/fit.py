@@ -28,12 +28,14 @@ import torch
 from . import posterior
 from .core.errors import InputError
 from .core.outputs import check_output, output_lock
+from .core.provenance import config_hash
 from .core.workers import raise_interrupt, rerun_command
 from .data.benchmark import benchmark_sample, load_benchmark
 from .data.images import load_image, npy_error
 from .data.sample import Sample, phantom_sample, simulate
 from .evaluation import convergence
 from .evaluation.metrics import calibration_table, score, score_table
+from .evaluation.recalibration import apply, load_calibration
 from .inference.config import FitConfig, field_help, load_config
 from .inference.ensemble import fit_ensemble, member_scores, members_dir
 from .inference.fit import fit
@@ -165,6 +167,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--member-configs", type=Path, nargs="+", metavar="TOML",
                    help="ensemble members, one TOML config each (e.g. the top N of a sweep, "
                         "python -m bayes_inr.sweep --rank); implies --inference ensemble")
+    p.add_argument("--calibration", type=Path, metavar="FILE",
+                   help="a calibration file of this method, configuration and view count "
+                        "(python -m bayes_inr.recalibration fit): the run's recalibrated "
+                        "predictive is also written, to OUT_recal.nc, and scored beside it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     hyper = p.add_argument_group("hyperparameters (override the config file)")
     helps = {name: text.replace("%", "%%") for name, text in field_help().items()}  # argparse
@@ -192,6 +198,27 @@ def check_checkpoint(out: Path, resume: Path | None, overwrite: bool) -> None:
             out.resolve() != resume.resolve():
         raise InputError("an unfinished map/bbb/mcd fit continues into its own file: "
                          f"drop --out {out}")
+
+
+def recalibrated_path(out: Path) -> Path:
+    """Where ``--calibration`` writes the recalibrated predictive of the run ``out``."""
+    return out.with_name(f"{out.stem}_recal.nc")
+
+
+def check_calibration(path: Path, config: FitConfig, sample: Sample) -> None:
+    """Refuse (:class:`InputError`), before the fit, a calibration file of another method,
+    view count or image size, or (single fits) of another configuration than ``config``;
+    the run itself is checked again when the calibration is applied."""
+    calibration, _ = load_calibration(path)
+    now = {"method": config.inference, "views": sample.geometry.n_views,
+           "shape": tuple(sample.geometry.image_shape)}
+    if family_of(config.inference) != "mixture":
+        now["config_hash"] = config_hash(config)
+    for key, value in now.items():
+        stored = getattr(calibration, key)
+        if (tuple(stored) if key == "shape" else stored) != value:
+            raise InputError(f"--calibration {path} calibrates {key} {stored}, this fit has "
+                             f"{value}: it calibrates another predictive")
 
 
 def main(argv=None) -> int:
@@ -225,6 +252,10 @@ def main(argv=None) -> int:
                                      f"{len(members)} --member-configs")
             config = choose_config(args, overrides)
             sample, resumed = sample_from_args(args, config), None
+        if args.calibration:
+            check_output(recalibrated_path(out), overwrite=args.overwrite,
+                         exists_ok=resuming_in_place, what="the recalibrated run")
+            check_calibration(args.calibration, config, sample)
         mcmc = family_of(config.inference) == "mcmc"
         if mcmc:
             print(f"{config.inference}: {config.chains} chain(s) of {config.warmup} warmup + "
@@ -267,6 +298,18 @@ def main(argv=None) -> int:
             print(f"\ncalibration by pixel set (object: true value > 0; "
                   f"{scores['n_draws']} draws):")
             print(calibration_table(scores))
+    if args.calibration:
+        try:
+            recalibrated = apply(idata, args.calibration)
+        except InputError as err:
+            print(f"error: {err} (the run itself is in {out})", file=sys.stderr)
+            return 2
+        posterior.save(recalibrated, recalibrated_path(out))
+        print(f"\nwrote {recalibrated_path(out)} (the recalibrated predictive)")
+        if sample.ground_truth is not None:
+            print("calibration by pixel set, recalibrated (its guarantee covers the object "
+                  "pixels only):")
+            print(calibration_table(score(recalibrated)))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Reports of saved runs: the command line.
 
     python -m bayes_inr.report mcd.nc nuts.nc fbp.nc --out report/
+    python -m bayes_inr.report mcd_test_5.nc --calibration mcd_20.json --out report/
 
 The report itself is :mod:`bayes_inr.reports.report`.
 """
@@ -31,6 +32,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", dest="labels", metavar="NAME",
                    help="name of a run, once per run in order (default: the file stems)")
     p.add_argument("--title", help="page title")
+    p.add_argument("--calibration", action="append", dest="calibrations", default=[],
+                   type=Path, metavar="FILE",
+                   help="a calibration file (python -m bayes_inr.recalibration fit): every run "
+                        "it applies to is followed by its recalibrated predictive, scored side "
+                        "by side (repeatable)")
     return p
 
 
@@ -40,7 +46,8 @@ def main(argv=None) -> int:
         check_output_dir(args.out)
         args.out.parent.mkdir(parents=True, exist_ok=True)  # for the lock beside --out
         with output_lock(args.out):
-            target = report(args.runs, args.out, labels=args.labels, title=args.title)
+            target = report(args.runs, args.out, labels=args.labels, title=args.title,
+                            calibrations=args.calibrations)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

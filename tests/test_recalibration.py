@@ -302,3 +302,53 @@ def test_cli_bad_input_is_one_line_and_exit_2(bench, capsys, case, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err
+
+
+def test_report_scores_the_recalibrated_predictive_beside_the_run(bench, tmp_path):
+    from bayes_inr.report import main as report_main
+
+    folder, runs = bench["folder"], bench["runs"]
+    cal_path = folder / "report_cal.json"
+    assert main(["fit", *(str(runs[i]) for i in range(5)), "--dataset", str(bench["path"]),
+                 "--out", str(cal_path)]) == 0
+    out = tmp_path / "report"
+    assert report_main([str(runs[5]), str(runs[0]), "--calibration", str(cal_path),
+                        "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    # the test image gets its recalibrated row; validation image 0 (a calibration run) not
+    assert "run_5+recal" in page and "run_0+recal" not in page
+    rows = [line.split() for line in page.splitlines() if line.startswith("run_5")]
+    ece = {row[0]: float(row[3 + metrics.SUMMARY.index("ece_object")]) for row in rows[:2]}
+    assert ece["run_5+recal"] < ece["run_5"]
+    # a calibration that applies to no run is refused before anything is written
+    assert report_main([str(runs[0]), "--calibration", str(cal_path),
+                        "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
+
+
+def test_fit_writes_and_scores_the_recalibrated_predictive(tmp_path, capsys):
+    from bayes_inr.fit import main as fit_main
+
+    tiny = ["--inference", "mcd", "--config", "none", "--size", "16", "--views", "6",
+            "--steps", "5", "--draws", "8", "--width", "8", "--depth", "1", "--threads", "1",
+            "--quiet"]
+    runs = [tmp_path / f"val_{k}.nc" for k in range(2)]
+    for k, path in enumerate(runs):
+        assert fit_main([*tiny, "--phantom", str(k), "--out", str(path)]) == 0
+    cal_path = tmp_path / "cal.json"
+    assert main(["fit", *map(str, runs), "--vouch-validation", "--out", str(cal_path)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "new.nc"
+    assert fit_main([*tiny, "--phantom", "2", "--calibration", str(cal_path),
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recalibrated" in printed and (tmp_path / "new_recal.nc").exists()
+    recal = posterior.load(tmp_path / "new_recal.nc")
+    assert posterior.run_attrs(recal)["method"] == "mcd+recal"
+    # another configuration or view count is refused before the fit, with nothing written
+    for change in (["--width", "9"], ["--views", "7"]):
+        bad = tmp_path / f"bad{change[1]}.nc"
+        assert fit_main([*tiny, *change, "--calibration", str(cal_path), "--out",
+                         str(bad)]) == 2
+        assert "calibrates another predictive" in capsys.readouterr().err
+        assert not bad.exists()

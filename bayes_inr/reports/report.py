@@ -47,6 +47,7 @@ from ..evaluation.convergence import (
     RHAT_LIMIT,
     rhat_statement,
 )
+from ..evaluation.recalibration import apply, check_applicable, load_calibration
 from ..plots.comparison import comparison_figure
 from ..plots.posterior import posterior_figure
 from ..plots.trace import trace_figure
@@ -88,6 +89,31 @@ def _entries(runs, labels) -> list[_Entry]:
             label = f"{label}-{seen[label]}"
         entries.append(_Entry(label, source, idata))
     return entries
+
+
+def _with_recalibrated(entries: list[_Entry], calibrations: Sequence) -> list[_Entry]:
+    """Every run followed by its recalibrated predictive
+    (:func:`~bayes_inr.evaluation.recalibration.apply`) under each calibration file that
+    applies to it, labelled ``LABEL+recal`` (``LABEL+recal-STEM`` with several files);
+    :class:`InputError` for a file that applies to none of the runs."""
+    loaded = [(Path(path), load_calibration(path)[0]) for path in calibrations]
+    used, out = set(), []
+    for entry in entries:
+        out.append(entry)
+        for path, calibration in loaded:
+            try:
+                check_applicable(calibration, entry.idata, entry.label)
+            except InputError:
+                continue
+            used.add(path)
+            suffix = "+recal" if len(loaded) == 1 else f"+recal-{_slug(path.stem)}"
+            out.append(_Entry(entry.label + suffix, str(path), apply(entry.idata, path)))
+    unused = [str(path) for path, _ in loaded if path not in used]
+    if unused:
+        raise InputError(f"calibration {', '.join(unused)} applies to none of the runs (it "
+                         "calibrates another method, configuration, view count or image "
+                         "size, or the runs are its own calibration images)")
+    return out
 
 
 def _describe(entry: _Entry) -> list[str]:
@@ -183,7 +209,8 @@ def _diagnostics_section(page: _Page, entry: _Entry, diag: Diagnostics, out: Pat
         page.figure(path, f"{entry.label}: traces")
 
 
-def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None = None,
+           calibrations: Sequence = ()) -> Path:
     """Write the figures and the page of one or more runs into ``out``.
 
     Parameters
@@ -197,6 +224,9 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
         method for in-memory runs), numbered when repeated.
     title : str, optional
         Page title.
+    calibrations : sequence of paths
+        Calibration files (``python -m bayes_inr.recalibration fit``): each run they apply
+        to is followed by its recalibrated predictive, scored side by side.
 
     Returns
     -------
@@ -208,7 +238,8 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
     InputError
         A missing, empty or invalid run file, or an output path that is not a folder.
     """
-    entries = _entries(runs, labels)  # read every run before writing anything
+    # read (and recalibrate) every run before writing anything
+    entries = _with_recalibrated(_entries(runs, labels), calibrations)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"cannot write the report into {out}: it is not a directory")
