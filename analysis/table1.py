@@ -449,6 +449,11 @@ def main() -> None:
     # 20-view rows of phantoms and real CT come before the rest
     plan = [(d, d.views[i]) for i in range(max(len(d.views) for d in chosen)) for d in chosen
             if i < len(d.views)]
+    # rows of the earlier table outside this run's datasets, splits and view counts stay
+    planned = {(d.name, split, views) for d, views in plan for split in splits}
+    others = [row for row in done.values()
+              if (row["dataset"], row["split"], row["views"]) not in planned]
+    order = {d.name: i for i, d in enumerate(profile.datasets)}
     for dataset, views in plan:
         data = loaded[dataset.name]
         members = member_configs(views, n_members, profile.overrides)
@@ -460,7 +465,8 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 print(f"{dataset.name} {split} {views} views image {image_id} done "
                       f"({seconds:.0f} s)", flush=True)
-                write_tables(rows, args.out, title, seconds)
+                write_tables(sorted(others + rows, key=lambda r: order.get(r["dataset"], 0)),
+                             args.out, title, seconds)
     print((args.out / "table1.md").read_text())
 
 

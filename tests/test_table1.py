@@ -88,3 +88,29 @@ def test_table1_markdown_sets_the_paper_alongside_with_footnotes(tmp_path):
 def test_nearest_validated_views():
     assert [table1.nearest_views(v) for v in (5, 8, 13, 20, 60)] == [5, 5, 20, 20, 20]
     assert table1.model_config("mcd", 60, {}).dropout_scope == "pixel"
+
+
+def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypatch):
+    """``--datasets`` reruns only what it names: the table keeps every other row."""
+    from bayes_inr.data.benchmark import build_benchmark, write_dataset
+
+    data = build_benchmark(size=16, views=(4,), n_phantoms=6)  # ids 0-4 val, 5 test
+    protocol = data.attrs["protocol"]
+    paths = [write_dataset(data, tmp_path / f"{name}.nc") for name in ("one", "two")]
+    datasets = tuple(table1.DataSet(str(path), path.stem, path.stem, (4,), protocol)
+                     for path in paths)
+    monkeypatch.setitem(table1.PROFILES, "tiny",
+                        table1.Profile(datasets, splits=("test",), members=2,
+                                       overrides=TINY, workers=1))
+    out = tmp_path / "table"
+
+    def run(*extra):
+        monkeypatch.setattr(sys, "argv", ["table1.py", "--profile", "tiny", "--out", str(out),
+                                          *extra])
+        table1.main()
+        return list(table1.read_rows(out))
+
+    both = run()
+    assert {key[0] for key in both} == {"one", "two"}
+    assert sorted(run("--datasets", "two")) == sorted(both)  # nothing of "one" is lost
+    assert [key[0] for key in both] == [key[0] for key in run("--datasets", "two")]
