@@ -1,17 +1,18 @@
 """Recalibrated Table-1 rows: a method calibrated on the validation split, scored on test.
 
-    python analysis/recalibrate_table1.py [--dataset phantoms] [--views 20]
+    python analysis/recalibrate_table1.py [--method de2] [--dataset phantoms] [--views 20]
 
-For the DE-2 row of ``analysis/table1.py`` (profile ``cpu``): fits DE-2 on every validation
-image exactly as Table 1 fits it on test (same member configurations and ensemble settings,
-so the same config hash; run files are reused from ``RUNS`` when their config and data
-hashes match), calibrates it on those runs (:func:`bayes_inr.evaluation.recalibration.calibrate`,
-split verified against the benchmark), applies the calibration to each test run of Table 1
-(which must be there: run ``analysis/table1.py`` first), and scores raw and recalibrated
-predictives, object first. Nothing is chosen on test: the calibration sees validation
-images only, and each test image is scored once per predictive.
+For one fitted row of ``analysis/table1.py`` (profile ``cpu``; ``--method`` is its job: ``de2``
+for DE-2, ``btv`` for Bayesian TV): fits it on every validation image exactly as Table 1 fits
+it on test (Table 1's own job, so the same config hash; run files are reused from ``RUNS``
+when their config and data hashes match), calibrates it on those runs
+(:func:`bayes_inr.evaluation.recalibration.calibrate`, split verified against the benchmark),
+applies the calibration to each test run of Table 1 (which must be there: run
+``analysis/table1.py`` first), and scores raw and recalibrated predictives, object first.
+Nothing is chosen on test: the calibration sees validation images only, and each test image
+is scored once per predictive.
 
-Writes ``analysis/results/recalibration/de2_DATASET_Vv.json`` (the calibration) and
+Writes ``analysis/results/recalibration/METHOD_DATASET_Vv.json`` (the calibration) and
 ``.md`` (the table).
 """
 
@@ -44,16 +45,20 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
            ("above_90_object", "above", ".2f"), ("ece_all", "ECE all", ".3f"))
 
 
-def de2_runs(data, dataset: table1.DataSet, views: int, split: str) -> list[Path]:
-    """The DE-2 run files of ``split``: Table 1's own DE job (:func:`table1.jobs`), reused
-    from ``RUNS`` when its hashes match, else fitted there."""
+METHODS = {"de2": "DE-2", "btv": "Bayesian TV"}
+"""Table 1's job stem -> its row label."""
+
+
+def job_runs(data, dataset: table1.DataSet, views: int, split: str, stem: str) -> list[Path]:
+    """The run files of Table 1's job ``stem`` (:func:`table1.jobs`) on ``split``, reused
+    from ``RUNS`` when their hashes match, else fitted there."""
     profile = table1.PROFILES["cpu"]
     members = table1.member_configs(views, 2, profile.overrides)
     paths = []
     for image_id in benchmark_ids(data, split):
         sample = benchmark_sample(data, image_id, views)
         (job,) = [job for job in table1.jobs(sample, dataset, views, profile, members, split)
-                  if job.stem == "de2"]
+                  if job.stem == stem]
         path = RUNS / f"{job.stem}_{dataset.key}_{views}v_{image_id}.nc"
         if split == "test" and not path.exists():
             raise SystemExit(f"{path} is missing: run analysis/table1.py first")
@@ -65,6 +70,8 @@ def de2_runs(data, dataset: table1.DataSet, views: int, split: str) -> list[Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="de2", choices=sorted(METHODS),
+                        help="Table 1's job: de2 (DE-2) or btv (Bayesian TV)")
     parser.add_argument("--dataset", default="phantoms", choices=("phantoms", "real CT"))
     parser.add_argument("--views", type=int, default=20)
     args = parser.parse_args()
@@ -73,9 +80,9 @@ def main() -> int:
     RUNS.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    val = de2_runs(data, dataset, args.views, "val")
-    test = de2_runs(data, dataset, args.views, "test")
-    stem = OUT / f"de2_{dataset.key}_{args.views}v"
+    val = job_runs(data, dataset, args.views, "val", args.method)
+    test = job_runs(data, dataset, args.views, "test", args.method)
+    stem = OUT / f"{args.method}_{dataset.key}_{args.views}v"
     calibration = calibrate([posterior.load(p) for p in val], [p.name for p in val],
                             benchmark=data, dataset=dataset.path)
     save_calibration(calibration, stem.with_suffix(".json"))
@@ -85,10 +92,11 @@ def main() -> int:
         rows["raw"].append(score(idata))
         rows["recalibrated"].append(score(apply(idata, stem.with_suffix(".json"))))
     commit, dirty = git_state()
-    lines = [f"# DE-2 recalibrated on validation: {dataset.name}, {args.views} views",
+    lines = [f"# {METHODS[args.method]} recalibrated on validation: {dataset.name}, "
+             f"{args.views} views",
              "",
-             f"Written by `python analysis/recalibrate_table1.py --dataset '{dataset.name}' "
-             f"--views {args.views}` (commit {commit[:10]}"
+             f"Written by `python analysis/recalibrate_table1.py --method {args.method} "
+             f"--dataset '{dataset.name}' --views {args.views}` (commit {commit[:10]}"
              f"{' with uncommitted changes' if dirty else ''}, "
              f"{time.perf_counter() - start:.0f} s). Calibration: "
              f"{calibration.n_pixels} object pixels of {calibration.n_images} validation "
