@@ -121,3 +121,18 @@ def test_the_cli_runs_btv_from_its_shipped_configuration(tmp_path, capsys):
     assert main(["--inference", "btv", "--config", "none", "--size", "16", "--views", "12",
                  "--out", str(tmp_path / "bad.nc")]) == 2
     assert "btv samples the pixel grid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("prior", "uniform"), [("logistic:1", True), ("normal:10", False)])
+def test_a_logistic_prior_on_the_logits_makes_the_image_uniform(prior, uniform):
+    """The pixel grid's prior pushed through the sigmoid link: Kolmogorov-Smirnov against
+    Uniform(0, 1); the wide Normal on the logits, the negative control, piles the image up
+    at 0 and 1."""
+    from scipy import stats
+
+    from bayes_inr.model.priors import as_prior, site_distribution
+
+    torch.manual_seed(0)
+    logits = site_distribution(as_prior(prior), "pixels", (64, 64), 1).sample()
+    p_value = stats.kstest(torch.sigmoid(logits).flatten().numpy(), "uniform").pvalue
+    assert (p_value > 0.01) == uniform

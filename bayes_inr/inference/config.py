@@ -40,8 +40,8 @@ class FitConfig:
                        "can be exactly 0, like air, or 1)")
     sine_w0: float = _field(1.0, "frequency factor of the sine activation")
     prior: str = _field("normal:1.0",
-                        "weight prior: normal:SCALE, fan_in_normal:TAU, laplace:SCALE, or "
-                        "a Python prior by importable name, module:function")
+                        "weight prior: normal:SCALE, fan_in_normal:TAU, laplace:SCALE, "
+                        "logistic:SCALE, or a Python prior by importable name, module:function")
     sigma: float = _field(0.0, "noise std of the sinogram likelihood; 0 = the data's, else 0.01")
     infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
     tv_weight: float = _field(0.0, "weight of the total-variation factor (btv: the weight w of "

@@ -70,6 +70,18 @@ class Laplace(Prior):
         return dist.Laplace(0.0, self.scale).expand(shape)
 
 
+class Logistic(Prior):
+    """iid Logistic(0, scale) on every weight and bias. With scale 1 on the logits of the
+    pixel grid's sigmoid link (``--model gop --head sigmoid``) the image is uniform on
+    [0, 1] a priori: the logistic density is the Jacobian of the sigmoid."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = float(scale)
+
+    def __call__(self, name, shape, fan_in):
+        return dist.Logistic(0.0, self.scale).expand(shape)
+
+
 class PerLayer(Prior):
     """A different prior per layer: ``{layer index or site name: prior}`` plus a default.
 
@@ -149,7 +161,8 @@ def _is_number(text: str) -> bool:
     return True
 
 
-PRIORS = {"normal": Normal, "fan_in_normal": FanInNormal, "laplace": Laplace}
+PRIORS = {"normal": Normal, "fan_in_normal": FanInNormal, "laplace": Laplace,
+          "logistic": Logistic}
 
 
 def as_prior(prior) -> Prior:
