@@ -101,3 +101,13 @@ def test_a_prior_of_main_is_not_called_importable():
     local.__module__, local.__qualname__ = "__main__", "local"
     record = Custom(local).describe()
     assert record["fn"] == "__main__:local" and not record["importable"]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("normal:-1", "positive"), ("laplace:0", "positive"), ("logistic:nan", "positive"),
+    ("fan_in_normal:abc", "must be a number"), ("student:1", "prior"),
+])
+def test_a_registered_prior_needs_a_positive_parameter(spec, message):
+    with pytest.raises(InputError, match=message):
+        FitConfig(prior=spec)
+    assert as_prior("logistic:0.5").scale == 0.5

@@ -176,10 +176,15 @@ def as_prior(prior) -> Prior:
         if name not in PRIORS and ("." in name or (value and not _is_number(value))):
             return as_prior(load_callable(prior))
         check_choice("prior", name, PRIORS)
+        if not value:
+            return PRIORS[name]()
         try:
-            return PRIORS[name](float(value)) if value else PRIORS[name]()
+            parameter = float(value)
         except ValueError:
             raise InputError(f"prior parameter must be a number, got {prior!r}") from None
+        if not (math.isfinite(parameter) and parameter > 0):  # every entry's is a scale
+            raise InputError(f"prior parameter must be a positive number, got {prior!r}")
+        return PRIORS[name](parameter)
     if callable(prior):
         return Custom(prior)
     raise InputError(f"a prior must be a Prior, a callable or a string, got {type(prior).__name__}")
