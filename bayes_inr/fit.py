@@ -29,7 +29,7 @@ from . import posterior
 from .core.errors import InputError
 from .core.outputs import check_output, output_lock
 from .core.provenance import config_hash
-from .core.workers import raise_interrupt, rerun_command
+from .core.workers import raise_interrupt, rerun_command, threads_per_worker
 from .data.benchmark import benchmark_sample, load_benchmark
 from .data.images import load_image, npy_error
 from .data.sample import Sample, phantom_sample, simulate
@@ -162,8 +162,9 @@ def parser() -> argparse.ArgumentParser:
                    help="replace an existing --out file (refused otherwise)")
     p.add_argument("--resume", type=Path, metavar="OUT",
                    help="continue an interrupted fit from its data and configuration (only "
-                        "--threads and --checkpoint-every may change): the checkpoint .OUT.ckpt "
-                        "of a map/bbb/mcd fit if there is one, else the hmc/nuts run file OUT")
+                        "--threads, --workers and --checkpoint-every may change): the "
+                        "checkpoint .OUT.ckpt of a map/bbb/mcd fit if there is one, else the "
+                        "hmc/nuts run file OUT")
     p.add_argument("--member-configs", type=Path, nargs="+", metavar="TOML",
                    help="ensemble members, one TOML config each (e.g. the top N of a sweep, "
                         "python -m bayes_inr.sweep --rank); implies --inference ensemble")
@@ -258,10 +259,13 @@ def main(argv=None) -> int:
             check_calibration(args.calibration, config, sample)
         mcmc = family_of(config.inference) == "mcmc"
         if mcmc:
+            workers = min(config.workers, config.chains)
+            where = (f"{config.threads or torch.get_num_threads()} torch thread(s)"
+                     if workers == 1 else f"{workers} worker processes x "
+                     f"{threads_per_worker(workers, config.threads)} torch thread(s)")
             print(f"{config.inference}: {config.chains} chain(s) of {config.warmup} warmup + "
-                  f"{config.draws} x {config.thin} transitions, "
-                  f"{config.threads or torch.get_num_threads()} torch "
-                  f"thread(s), device {config.device}", flush=True)
+                  f"{config.draws} x {config.thin} transitions, {where}, device "
+                  f"{config.device}", flush=True)
         told = True  # fit and fit_ensemble say what they kept
         if config.inference == "ensemble":  # finished members wait in OUT.members/
             idata = fit_ensemble(sample, config, members, progress=not args.quiet,

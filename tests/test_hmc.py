@@ -271,6 +271,44 @@ def test_interrupted_run_resumes_to_the_same_draws(sample16, tmp_path, monkeypat
     np.testing.assert_array_equal(resumed.constant_data["mcmc_draws"].values, [6, 6])
 
 
+def test_chains_in_worker_processes_equal_chains_in_turn(sample16, tmp_path, monkeypatch):
+    """Two workers of one thread give the draws of the same chains run in turn with one
+    thread; a run stopped when its first chain ends keeps the other chain's checkpointed
+    draws (taken back from the workers' store) and resumes to the same draws."""
+    config = FitConfig(inference="nuts", chains=2, init="prior", threads=1, checkpoint_every=2,
+                       **TINY | {"warmup": 60, "draws": 20})
+    whole = fit(sample16, config, progress=False)
+    parallel = fit(sample16, config.replace(workers=2), progress=False)
+    for group in ("posterior_predictive", "sample_stats"):
+        for name, value in whole[group].data_vars.items():
+            np.testing.assert_array_equal(parallel[group][name].values, value.values, name)
+
+    path = tmp_path / "run.nc"
+    save = posterior.save
+    saves = {"n": 0}
+
+    def stop_at_first_chain(idata, out):  # Ctrl-C when the first chain comes back
+        saves["n"] += 1
+        if saves["n"] == 1:
+            raise KeyboardInterrupt
+        save(idata, out)
+
+    monkeypatch.setattr(posterior, "save", stop_at_first_chain)
+    with pytest.raises(KeyboardInterrupt):
+        fit(sample16, config.replace(workers=2), progress=False, out=path)
+    monkeypatch.undo()
+    done = posterior.load(path, trim=False).constant_data["mcmc_draws"].values
+    assert max(done) == 20 and min(done) > 0, done  # the running chain's saved draws
+    assert not (tmp_path / ".run.nc.chains").exists()
+    assert main(["--resume", str(path), "--quiet"]) == 0
+    resumed = posterior.load(path)
+    for name, value in whole.sample_stats.data_vars.items():
+        np.testing.assert_allclose(resumed.sample_stats[name].values, value.values,
+                                   rtol=1e-12 if name == "acceptance_rate" else 0, err_msg=name)
+    np.testing.assert_allclose(resumed.posterior_predictive["image"].values,
+                               whole.posterior_predictive["image"].values, rtol=1e-5, atol=1e-6)
+
+
 def test_resume_refuses_other_configurations(sample16, tmp_path):
     config = FitConfig(inference="hmc", init="prior", **TINY)
     path = tmp_path / "run.nc"

@@ -357,8 +357,9 @@ def _crps_pixels(flat: np.ndarray, t: np.ndarray, w: np.ndarray) -> np.ndarray:
                                                  estimator="int", backend="numpy"))
 
 
-def _quantiles(flat: np.ndarray, probs: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Quantiles (len(probs), P) of the draws; equal weights give ``np.quantile``
+def quantiles(flat: np.ndarray, probs: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Quantiles (len(probs), P) of the weighted draws ``flat`` (S, P) with weights ``w``
+    (S,) at ``probs``; equal weights give ``np.quantile``
     (linear interpolation), other weights interpolate at the draws' mid-weight points."""
     if np.allclose(w, w[0]):
         return np.quantile(flat, probs, axis=0)
@@ -411,7 +412,7 @@ def paper_delta_ece(draws, truth, deltas: Sequence[float] | np.ndarray = PAPER_D
     overlap = np.clip(np.minimum(hi_q, upto[tied]) - np.maximum(lo_q, below[tied]), 0.0, None)
     tied_covered = (overlap / (upto[tied] - below[tied])).sum(axis=1)  # (L,)
     untied, tu = flat[:, ~tied], t[~tied][None]
-    bounds = _quantiles(untied, np.concatenate([0.5 - levels / 2.0, 0.5 + levels / 2.0]), w)
+    bounds = quantiles(untied, np.concatenate([0.5 - levels / 2.0, 0.5 + levels / 2.0]), w)
     lo, hi = bounds[: levels.size], bounds[levels.size:]
     excess = np.sort(np.maximum(np.maximum(lo - tu, tu - hi), 0.0), axis=1)  # (L, P_untied)
     # coverage(level, delta) = (untied excesses <= delta + tied shares) / pixels

@@ -80,8 +80,8 @@ class FitConfig:
     members: int = _field(5, "ensemble: number of members (independent fits; member k has "
                           "seed + k)")
     member_inference: str = _field("mcd", "ensemble: inference of every member")
-    workers: int = _field(1, "ensemble: parallel worker processes for the members (1: in this "
-                          "process)")
+    workers: int = _field(1, "ensemble: parallel worker processes for the members; hmc/nuts: "
+                          "for the chains (1: in this process)")
     seed: int = _field(0, "seed of the Fourier matrix, the initial weights and the sampler")
     device: str = _field("cpu", "cpu or cuda")
     threads: int = _field(0, "torch CPU threads; 0 keeps torch's default")

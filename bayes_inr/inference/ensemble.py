@@ -139,7 +139,7 @@ def fit_ensemble(sample: Sample, config: FitConfig, members: Sequence[FitConfig]
     start = time.perf_counter()
     configs = member_configs(config, members)
     threads = threads_per_worker(config.workers, config.threads)
-    configs = [member.replace(threads=threads) for member in configs]
+    configs = [member.replace(threads=threads, workers=1) for member in configs]
     fits: list = [None] * len(configs)
     try:
         if store is not None:

@@ -32,6 +32,7 @@ import torch
 from .. import posterior
 from ..core.errors import InputError
 from ..core.provenance import config_hash, data_hash
+from ..core.workers import threads_per_worker
 from ..data.sample import Sample
 from ..model.ctmodel import CTModel
 from ..model.gop import gop_model
@@ -53,7 +54,7 @@ from .svi import (
 )
 
 DEFAULT_SIGMA = 0.01
-RESUME_MAY_CHANGE = ("threads", "checkpoint_every")
+RESUME_MAY_CHANGE = ("threads", "workers", "checkpoint_every")
 """Config fields that a resumed run may change. They do not change what the run samples
 or fits, but ``threads`` changes the floating-point order of sums: SVI then continues to the
 same optimum up to rounding, while a Markov chain, which amplifies rounding, continues as a
@@ -324,7 +325,10 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
         posterior.save(inference_data(), out)
 
     try:
-        sampler.run(progress, checkpoint=save if out is not None else None)
+        workers = min(config.workers, config.chains)
+        sampler.run(progress and workers == 1, checkpoint=save if out is not None else None,
+                    workers=workers, threads=threads_per_worker(workers, config.threads),
+                    store=None if out is None else out.with_name(f".{out.name}.chains"))
     except KeyboardInterrupt:
         idata = inference_data()
         if out is not None and idata is not None:

@@ -82,6 +82,21 @@ def torch_csr(matrix: sp.csr_matrix, device=None, dtype=torch.float32) -> torch.
         ).to(device)
 
 
+def _scipy_csr(matrix: torch.Tensor) -> sp.csr_matrix:
+    """A torch sparse CSR tensor as a scipy CSR matrix (on the CPU)."""
+    return sp.csr_matrix((matrix.values().cpu().numpy(), matrix.col_indices().cpu().numpy(),
+                          matrix.crow_indices().cpu().numpy()), shape=tuple(matrix.shape))
+
+
+def _rebuild(geometry: Geometry, projector: str, a: sp.csr_matrix, at: sp.csr_matrix,
+             device: str, dtype: torch.dtype) -> RadonOperator:
+    """A :class:`RadonOperator` from its pickled parts (see ``RadonOperator.__reduce__``)."""
+    new = object.__new__(RadonOperator)
+    new.geometry, new.projector = geometry, projector
+    new._a, new._at = torch_csr(a, device, dtype), torch_csr(at, device, dtype)
+    return new
+
+
 class _SparseApply(torch.autograd.Function):
     """``y = M x`` on the columns of ``x``, with ``M^T`` for the gradient."""
 
@@ -122,6 +137,12 @@ class RadonOperator:
         matrix = projection_matrix(geometry, projector)
         self._a = torch_csr(matrix, device, dtype)
         self._at = torch_csr(matrix.T.tocsr(), device, dtype)
+
+    def __reduce__(self):
+        # pickled (for worker processes) as scipy matrices: torch's own unpickling of sparse
+        # CSR tensors warns that they are in beta, once per tensor
+        return _rebuild, (self.geometry, self.projector, _scipy_csr(self._a),
+                          _scipy_csr(self._at), str(self.device), self.dtype)
 
     @property
     def matrices(self) -> tuple[torch.Tensor, torch.Tensor]:

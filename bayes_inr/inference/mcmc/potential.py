@@ -91,6 +91,11 @@ class FlatPotential:
         self._grad_sites = self.unflatten(self._grad)
         self.evaluations = 0
 
+    def __reduce__(self):
+        # pickled as its model and rebuilt: the buffers' views of theta and the gradient
+        # would not survive pickling (worker processes receive potentials)
+        return type(self), (self.model,)
+
     @property
     def priors(self) -> dict:
         """The prior distribution of every latent site, by site name."""

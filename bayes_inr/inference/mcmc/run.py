@@ -1,8 +1,9 @@
 """HMC/NUTS chains of one model: run, checkpoint, resume, InferenceData.
 
 Pyro's kernels (:mod:`.kernels`) run on the flat potential (:mod:`.potential`) under
-:class:`~pyro.infer.mcmc.MCMC`, one ``MCMC`` per chain, chains one after the other in
-this process (Pyro's multiprocessing would need a CPU per chain and loses the per-draw
+:class:`~pyro.infer.mcmc.MCMC`, one ``MCMC`` per chain: one after the other in this
+process, or at once in worker processes (:func:`bayes_inr.core.workers.run_tasks`, the
+mechanism of ensembles and sweeps; Pyro's own multiprocessing would lose the per-draw
 hook). Every kept draw records the chain's state (:mod:`.state`); a run restarted from
 it (:meth:`MCMCRun.from_inference_data`) continues with adaptation off and the same RNG
 stream.
@@ -10,8 +11,12 @@ stream.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -19,7 +24,9 @@ import torch
 from pyro.infer.mcmc import MCMC
 
 from ... import posterior
+from ...core.atomic import atomic_path
 from ...core.errors import InputError
+from ...core.workers import run_tasks
 from .kernels import STATS, make_kernel
 from .potential import SITE, FlatPotential
 from .settings import MCMCSettings, chain_seed
@@ -52,44 +59,50 @@ class MCMCRun:
         return all(chain.draws >= self.settings.draws for chain in self.chains)
 
     def run(self, progress: bool = True,
-            checkpoint: Callable[[MCMCRun], None] | None = None) -> None:
-        """Run every chain to ``settings.draws`` kept draws, one chain after another.
+            checkpoint: Callable[[MCMCRun], None] | None = None, *, workers: int = 1,
+            threads: int = 1, store: Path | None = None) -> None:
+        """Run every chain to ``settings.draws`` kept draws.
 
         ``checkpoint(self)`` is called every ``checkpoint_every`` kept draws and when a
         chain ends. An exception (KeyboardInterrupt included) propagates after the
         draws so far are kept: call ``checkpoint`` then to save them.
+
+        With ``workers > 1`` the unfinished chains run at once in that many worker
+        processes (:func:`bayes_inr.core.workers.run_tasks`), ``threads`` torch threads
+        each, and ``checkpoint`` is called as each chain ends. A worker saves its chain
+        to the directory ``store`` (``chainK.pt``, atomically) every ``checkpoint_every``
+        kept draws; when the run stops early, the chains saved there are taken back
+        before the exception propagates. The store is removed at the end. Each chain has
+        its own seed (:func:`~.settings.chain_seed`), so with the same thread count the
+        draws equal those of the chains run one after another.
         """
-        for index, chain in enumerate(self.chains):
-            if chain.draws < self.settings.draws:
-                self._run_chain(index, chain, progress, checkpoint)
-
-    def _run_chain(self, index: int, chain: Chain, progress: bool, checkpoint) -> None:
-        s, potential = self.settings, self.potential
-        infer_sigma = potential.model.infer_sigma
-        if chain.state is not None:
-            chain.state.restore_rng(potential.device)
-            start, warmup = chain.state.theta, 0
-        else:
-            pyro.set_rng_seed(chain_seed(s.seed, index))
-            start, warmup = chain.init, s.warmup
-        kernel = make_kernel(s, potential, chain.state)
-
-        def hook(kernel, params, stage, i):
-            if stage.startswith("Sample") and (i + 1) % s.thin == 0:
-                chain.keep(params[SITE], kernel, infer_sigma)
-                if checkpoint and chain.draws % s.checkpoint_every == 0:
-                    checkpoint(self)
-
-        mcmc = MCMC(kernel, num_samples=(s.draws - chain.draws) * s.thin, warmup_steps=warmup,
-                    initial_params={SITE: start}, hook_fn=hook, disable_progbar=not progress,
-                    save_params=[])
-        begin = time.perf_counter()
+        todo = [i for i, chain in enumerate(self.chains) if chain.draws < self.settings.draws]
+        if workers <= 1 or len(todo) <= 1:
+            for index in todo:
+                run_chain(self.potential, self.settings, index, self.chains[index], progress,
+                          None if checkpoint is None else lambda: checkpoint(self))
+            return
+        if store is not None:
+            shutil.rmtree(store, ignore_errors=True)
+            store.mkdir(parents=True)
+        tasks = [_ChainTask(self.potential, self.settings, i, self.chains[i], store)
+                 for i in todo]
         try:
-            mcmc.run()
+            with contextlib.closing(run_tasks(_run_chain_task, tasks, workers=workers,
+                                              threads=threads)) as results:
+                for k, chain in results:
+                    self.chains[todo[k]] = chain
+                    if checkpoint:
+                        checkpoint(self)
         finally:
-            chain.seconds += time.perf_counter() - begin
-        if checkpoint and chain.draws % s.checkpoint_every:
-            checkpoint(self)
+            if store is not None:
+                for index in todo:
+                    saved = _chain_path(store, index)
+                    if saved.is_file():
+                        chain = torch.load(saved, weights_only=False)
+                        if chain.draws > self.chains[index].draws:
+                            self.chains[index] = chain
+                shutil.rmtree(store, ignore_errors=True)
 
     # ------------------------------------------------------------------------- output
 
@@ -210,3 +223,68 @@ class MCMCRun:
             chain.seconds = float(state("seconds")[i])
             stored += 1
         return run
+
+
+def run_chain(potential: FlatPotential, settings: MCMCSettings, index: int, chain: Chain,
+              progress: bool, checkpoint: Callable[[], None] | None = None) -> None:
+    """Run chain ``index`` to ``settings.draws`` kept draws: from its last kept state
+    (adaptation off, its RNG stream restored) or from its start (seed
+    :func:`~.settings.chain_seed` of ``settings.seed`` and ``index``, full warmup).
+    ``checkpoint()`` is called every ``checkpoint_every`` kept draws and at the end."""
+    s = settings
+    infer_sigma = potential.model.infer_sigma
+    if chain.state is not None:
+        chain.state.restore_rng(potential.device)
+        start, warmup = chain.state.theta, 0
+    else:
+        pyro.set_rng_seed(chain_seed(s.seed, index))
+        start, warmup = chain.init, s.warmup
+    kernel = make_kernel(s, potential, chain.state)
+
+    def hook(kernel, params, stage, i):
+        if stage.startswith("Sample") and (i + 1) % s.thin == 0:
+            chain.keep(params[SITE], kernel, infer_sigma)
+            if checkpoint and chain.draws % s.checkpoint_every == 0:
+                checkpoint()
+
+    mcmc = MCMC(kernel, num_samples=(s.draws - chain.draws) * s.thin, warmup_steps=warmup,
+                initial_params={SITE: start}, hook_fn=hook, disable_progbar=not progress,
+                save_params=[])
+    begin = time.perf_counter()
+    try:
+        mcmc.run()
+    finally:
+        chain.seconds += time.perf_counter() - begin
+    if checkpoint and chain.draws % s.checkpoint_every:
+        checkpoint()
+
+
+@dataclass
+class _ChainTask:
+    """One chain for a worker process (see :meth:`MCMCRun.run`)."""
+
+    potential: FlatPotential
+    settings: MCMCSettings
+    index: int
+    chain: Chain
+    store: Path | None
+
+
+def _chain_path(store: Path, index: int) -> Path:
+    return store / f"chain{index}.pt"
+
+
+def _run_chain_task(task: _ChainTask) -> Chain:
+    """Run a chain in a worker; save it to the task's store at every checkpoint; return it
+    with its draws rendered."""
+    chain, potential = task.chain, task.potential
+
+    def save():
+        chain.render(potential, task.settings.save_params)
+        with atomic_path(_chain_path(task.store, task.index)) as tmp:
+            torch.save(chain, tmp)
+
+    run_chain(potential, task.settings, task.index, chain, progress=False,
+              checkpoint=None if task.store is None else save)
+    chain.render(potential, task.settings.save_params)
+    return chain
