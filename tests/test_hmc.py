@@ -126,6 +126,30 @@ def test_the_prior_contract_can_fail(sample16):
     assert not torch.allclose(trace.nodes[name]["log_prob_sum"], honest)
 
 
+def test_the_potential_is_accumulated_in_float64(sample16):
+    """With a tight sigma U is about 1.6e8, where float32's resolution is 16, far above the
+    energy differences the sampler decides on: the value is a float64 sum (of the float32
+    residuals and prior terms) and equals a double-precision sum of them to 1e-12."""
+    config = FitConfig(inference="nuts", **TINY | {"sigma": 1e-4})
+    potential = hmc.FlatPotential(build_model(sample16, config))
+    theta = potential.initial(0)
+    value, grad = potential.value_and_grad(theta)
+    assert value.dtype == torch.float64 and grad.dtype == torch.float32
+    model = potential.model
+    image = model.inr.render(potential.unflatten(theta)).reshape(-1)
+    residual = model.operator.matrices[0] @ image - model.sinogram.reshape(-1)
+    loc, inv_scale, _ = potential._normal
+    z = (theta - loc) * inv_scale
+    terms = (0.5 * residual.double().square() / model.sigma**2, 0.5 * z.double().square())
+    exact = sum(float(t.sum()) for t in terms) + potential._constant
+    single = sum(float(t.float().sum()) for t in terms) + potential._constant
+    assert value > 1e8 and abs(float(value) - exact) < 1e-12 * exact
+    assert abs(single - exact) > 1.0  # float32 sums: the negative control
+    theta.requires_grad_()
+    potential.energy(theta).backward()  # float64 value, float32 gradient for Pyro
+    torch.testing.assert_close(theta.grad, grad)
+
+
 def test_potential_flatten_round_trip(sample16):
     model = build_model(sample16, FitConfig(depth=2, width=8, infer_sigma=True, sigma=0.05))
     potential = hmc.FlatPotential(model)

@@ -45,7 +45,7 @@ class _Potential(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
-        return grad_output * grad, None
+        return grad_output.to(grad.dtype) * grad, None
 
 
 class FlatPotential:
@@ -152,6 +152,10 @@ class FlatPotential:
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``U(theta)`` and its gradient, without an autograd graph.
 
+        ``U`` is a float64 scalar, its sums accumulated in double precision: the sampler's
+        energy differences are of order one while ``U`` may be of order 1e6, beyond float32's
+        resolution. The gradient has the model's dtype.
+
         The likelihood, sigma's prior and a Normal weight prior are differentiated in
         closed form and the network by :meth:`~bayes_inr.model.inr.INR.render_vjp`; only the
         optional terms (TV, other priors) go through autograd, on the image and weights
@@ -164,7 +168,8 @@ class FlatPotential:
         theta = self._theta.copy_(theta.detach())
         image, vjp = model.inr.render_vjp(self._theta_sites, self._workspace)
         residual = self._a @ image.reshape(-1) - self._data
-        rss, m = residual.dot(residual), residual.numel()
+        # U is accumulated in float64 (the sampler's energy differences are small against U)
+        rss, m = residual.double().square().sum(), residual.numel()
         if model.infer_sigma:
             log_sigma = theta[-1]
             inv_var = torch.exp(-2 * log_sigma)
@@ -177,7 +182,7 @@ class FlatPotential:
         if self._normal is not None:
             loc, inv_scale, _ = self._normal
             z = (theta[:nw] - loc) * inv_scale
-            value = value.add_(z.dot(z), alpha=0.5)
+            value = value + 0.5 * z.double().square().sum()
         if self._normal is None or model.tv_weight:
             extra, grad_extra, grad_image_extra = self._autograd_terms(theta, image)
             value = value + extra
@@ -218,6 +223,7 @@ class FlatPotential:
     @torch.no_grad()
     def images(self, thetas: torch.Tensor, chunk: int = RENDER_CHUNK) -> np.ndarray:
         """Images (S, N, N) of flat draws (S, dim), rendered ``chunk`` draws per pass."""
-        out = [self.model.inr.render(self.unflatten(thetas[i:i + chunk].to(self.device)))
+        out = [self.model.inr.render(self.unflatten(thetas[i:i + chunk].to(self.device,
+                                                                          self.dtype)))
                for i in range(0, thetas.shape[0], chunk)]
         return torch.cat(out).cpu().numpy()

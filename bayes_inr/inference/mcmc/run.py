@@ -33,6 +33,9 @@ from .settings import MCMCSettings, chain_seed
 from .state import Chain, ChainState
 
 STATE_PREFIX = "mcmc_"
+STATE_DTYPE = torch.float64
+"""The dtype of a chain's position, momentum and mass matrix: Pyro's kernels take it from
+the potential's value, which is float64 (:meth:`.FlatPotential.value_and_grad`)."""
 
 
 class MCMCRun:
@@ -52,7 +55,7 @@ class MCMCRun:
                              f"({settings.chains}, {potential.dim})")
         self.potential = potential
         self.settings = settings
-        self.chains = [Chain(init.to(potential.device, potential.dtype)) for init in inits]
+        self.chains = [Chain(init.to(potential.device, STATE_DTYPE)) for init in inits]
 
     @property
     def complete(self) -> bool:
@@ -144,8 +147,9 @@ class MCMCRun:
     def _state_arrays(self) -> dict:
         """The resume state as ``constant_data`` arrays (dims ``mcmc_chain``, ``param``)."""
         dim, chains = self.potential.dim, self.chains
-        theta = np.full((len(chains), dim), np.nan, np.float32)
-        inverse_mass = np.full((len(chains), dim), np.nan, np.float32)
+        # the sampler's state is float64 (Pyro takes its dtype from the potential's value)
+        theta = np.full((len(chains), dim), np.nan, np.float64)
+        inverse_mass = np.full((len(chains), dim), np.nan, np.float64)
         step_size = np.full(len(chains), np.nan)
         rng = np.zeros((len(chains), torch.get_rng_state().numel()), np.uint8)
         for i, chain in enumerate(chains):
@@ -214,10 +218,9 @@ class MCMCRun:
                 chain.params = [torch.from_numpy(np.concatenate(sites, axis=1)).to(potential.dtype)]
             rng_cuda = state("rng_cuda")[i] if STATE_PREFIX + "rng_cuda" in const else None
             chain.state = ChainState(
-                torch.from_numpy(state("theta")[i]).to(potential.device, potential.dtype),
+                torch.from_numpy(state("theta")[i]).to(potential.device, STATE_DTYPE),
                 float(state("step_size")[i]),
-                torch.from_numpy(state("inverse_mass")[i]).to(potential.device,
-                                                                potential.dtype),
+                torch.from_numpy(state("inverse_mass")[i]).to(potential.device, STATE_DTYPE),
                 torch.from_numpy(state("rng")[i]),
                 None if rng_cuda is None else torch.from_numpy(rng_cuda))
             chain.seconds = float(state("seconds")[i])

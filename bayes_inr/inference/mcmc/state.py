@@ -76,5 +76,5 @@ class Chain:
         thetas = torch.stack(self.pending)
         self.images.append(potential.images(thetas))
         if save_params:
-            self.params.append(thetas.cpu())
+            self.params.append(thetas.cpu().to(potential.dtype))
         self.pending = []
