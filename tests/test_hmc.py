@@ -4,6 +4,7 @@ import math
 import warnings
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from pyro import poutine
@@ -188,12 +189,14 @@ def test_recovers_the_exact_posterior(sample16, kernel, extra):
     assert not idata.sample_stats["diverging"].values.any()
 
 
-def whitened_norms(sample16, temper: float = 1.0) -> tuple[float, float, int]:
-    """NUTS on the exact posterior of :data:`EXACT`: the mean over draws of ||z||^2 for the
-    whitened parameter draws z = L^T (theta - mean) (chi-squared with dim degrees of
+def whitened_norms(sample16, temper: float = 1.0, kernel: str = "nuts", **extra
+                   ) -> tuple[float, float, int]:
+    """``kernel`` on the exact posterior of :data:`EXACT`: the mean over draws of ||z||^2 for
+    the whitened parameter draws z = L^T (theta - mean) (chi-squared with dim degrees of
     freedom under the exact posterior), its standard error from the ESS, and dim.
     ``temper`` multiplies the potential the sampler sees (1.2: a temperature of 1/1.2)."""
-    config = FitConfig(inference="nuts", **EXACT | {"chains": 2}, draws=700, target_accept=0.65)
+    config = FitConfig(inference=kernel, **EXACT | {"chains": 2, "draws": 700,
+                                                    "target_accept": 0.65} | extra)
     potential = hmc.FlatPotential(build_model(sample16, config))
     mean, chol = hmc.exact_parameter_posterior(potential)
     exact_call = potential.value_and_grad
@@ -203,7 +206,7 @@ def whitened_norms(sample16, temper: float = 1.0) -> tuple[float, float, int]:
         return temper * value, None if grad is None else temper * grad
 
     potential.value_and_grad = tempered
-    settings = hmc.MCMCSettings.from_config(config.replace(save_params=True), kernel="nuts")
+    settings = hmc.MCMCSettings.from_config(config.replace(save_params=True), kernel=kernel)
     run = hmc.MCMCRun(potential, settings, hmc.initial_points(potential, "prior", 2, 0))
     run.run(progress=False)
     idata = run.inference_data(sinogram=sample16.sinogram, angles=sample16.geometry.angles,
@@ -226,6 +229,25 @@ def test_whitened_draws_are_chi_squared():
     assert abs(value - dim) < 4 * se, (value, se, dim)
     value, se, dim = whitened_norms(sample, temper=1.2)
     assert abs(value - dim) > 4 * se, (value, se, dim)  # about dim / 1.2
+
+
+def test_hmc_without_its_metropolis_step_fails_the_chi_squared_check(monkeypatch):
+    """The negative control of the accept/reject step: HMC (3 leapfrog steps, step size
+    adapted to an acceptance of 0.65) passes the chi-squared check; the same sampler that
+    accepts every proposal samples the integrator's biased distribution and fails it."""
+    sample = phantom_sample(0, 4, 16)
+    value, se, dim = whitened_norms(sample, kernel="hmc", num_steps=3)
+    assert abs(value - dim) < 4 * se, (value, se, dim)
+    sample_site = pyro.sample
+
+    def always_accept(name, *args, **kwargs):  # the uniform draw of the MH test is 0
+        if name.startswith("rand_t="):
+            return torch.zeros(())
+        return sample_site(name, *args, **kwargs)
+
+    monkeypatch.setattr(pyro, "sample", always_accept)
+    value, se, dim = whitened_norms(sample, kernel="hmc", num_steps=3)
+    assert abs(value - dim) > 4 * se, (value, se, dim)
 
 
 def test_exact_posterior_rejects_nonlinear_models(sample16):
@@ -252,8 +274,9 @@ def test_hmc_keeps_its_step_count_and_records_stats(sample16):
     np.testing.assert_allclose(post["sigma"].values[0, -1], last["log_sigma"].exp(), rtol=1e-6)
 
 
-def test_interrupted_run_resumes_to_the_same_draws(sample16, tmp_path, monkeypatch):
-    config = FitConfig(inference="nuts", chains=2, checkpoint_every=2, save_params=True,
+@pytest.mark.parametrize("kernel", ["nuts", "hmc"])
+def test_interrupted_run_resumes_to_the_same_draws(sample16, tmp_path, monkeypatch, kernel):
+    config = FitConfig(inference=kernel, chains=2, checkpoint_every=2, save_params=True,
                        init="prior", **TINY)
     whole = fit(sample16, config, progress=False)
     path = tmp_path / "run.nc"
