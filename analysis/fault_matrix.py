@@ -40,6 +40,10 @@ GRID = ("[base]\ninference = \"mcd\"\ndepth = 1\nwidth = 16\nlr = 0.01\ndraws = 
 SWEEP = ["-m", "bayes_inr.sweep", "--grid", "g.toml", "--size", "32", "--views", "8", "--ids",
          "0", "--workers", "2", "--out", "sweep"]
 LONG_SVI = [*FIT, *TINY, "--inference", "mcd", "--steps", "1500", "--checkpoint-every", "50"]
+NUTS_WORKERS = [*FIT, *TINY, "--inference", "nuts", "--config", "none", "--chains", "4",
+                "--workers", "2", "--init", "prior", "--width", "16", "--depth", "1",
+                "--warmup", "300", "--draws", "300", "--checkpoint-every", "20",
+                "--max-tree-depth", "5", "--out", "run.nc"]
 
 
 @dataclass
@@ -162,6 +166,13 @@ def cases() -> list[Case]:
               "--out", "nowhere/table.csv"]),
         Case("data --out in a missing directory",
              ["-m", "bayes_inr.data", "--out", "nowhere/bench.nc"]),
+        Case("btv without a TV weight (--config none)",
+             [*FIT, *TINY, "--inference", "btv", "--config", "none"]),
+        Case("--calibration file that does not exist",
+             [*FIT, *TINY, "--calibration", "cal.json", "--out", "run.nc"]),
+        Case("--calibration file that is not a calibration",
+             [*FIT, *TINY, "--calibration", "cal.json", "--out", "run.nc"],
+             _write("cal.json", "{\"levels\": 3}")),
         Case("SIGTERM to an MCD fit, then --resume", [*LONG_SVI, "--out", "run.nc"],
              signal=signal.SIGTERM, ready=_file_exists(".run.nc*ckpt*"),
              then=[*FIT, "--resume", "run.nc"],
@@ -174,6 +185,11 @@ def cases() -> list[Case]:
              [*FIT, *TINY, "--inference", "nuts", "--steps", "20000", "--out", "run.nc"],
              signal=signal.SIGTERM, ready=_printed("chain"),
              expect="exit 130, a line saying nothing was saved yet"),
+        Case("SIGTERM to 4 nuts chains in 2 workers, then --resume", NUTS_WORKERS,
+             signal=signal.SIGTERM, ready=_file_exists(".run.nc.chains/chain*.pt"),
+             then=[*FIT, "--resume", "run.nc"],
+             expect="exit 130 within 10 s with the workers' saved chains, no process left; "
+                    "the resume finishes"),
         Case("SIGTERM to a 2-worker ensemble, then the same command",
              [*FIT, *TINY, "--inference", "ensemble", "--members", "3", "--workers", "2",
               "--steps", "3000", "--out", "de.nc"],

@@ -72,8 +72,10 @@ def data_hash(*arrays) -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool | None]:
-    """(commit, dirty) of the package's git checkout, read once per process; ("unknown",
-    None) outside one. Changes under ``analysis/results/`` do not make it dirty."""
+    """(commit, dirty) of the package's git checkout, read once per process, when this
+    module is imported (so that a long run records the checkout its code was loaded from,
+    not the one at its first save); ("unknown", None) outside one. Changes under
+    ``analysis/results/`` do not make it dirty."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
@@ -87,6 +89,9 @@ def git_state() -> tuple[str, bool | None]:
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
     return commit, dirty
+
+
+git_state()  # at import: see the docstring
 
 
 def record(settings, *arrays) -> dict:
