@@ -91,6 +91,15 @@ def test_shipped_benchmark_matches_its_generator():
     np.testing.assert_array_equal(ds.sinogram_20.values[6], fresh.sinogram)
 
 
+def test_shipped_reference_data_matches_its_generator():
+    """data/reference_64.nc (the reference posterior's data): 64 x 64, 20 views, 40 dB."""
+    ds = load_benchmark("data/reference_64.nc")
+    fresh = build_benchmark(64, (20,), snr_db=40.0)
+    for name in ("image", "sinogram_20", "noise_sigma_20"):
+        np.testing.assert_array_equal(ds[name].values, fresh[name].values, err_msg=name)
+    assert float(ds.attrs["snr_db"]) == 40.0 and (ds.noise_sigma_20.values > 0).all()
+
+
 def test_bad_input(tmp_path, capsys):
     with pytest.raises(InputError, match="square"):
         simulate(np.zeros((4, 5)), 3)

@@ -326,7 +326,7 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
 
     try:
         workers = min(config.workers, config.chains)
-        sampler.run(progress and workers == 1, checkpoint=save if out is not None else None,
+        sampler.run(progress, checkpoint=save if out is not None else None,
                     workers=workers, threads=threads_per_worker(workers, config.threads),
                     store=None if out is None else out.with_name(f".{out.name}.chains"))
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from .state import Chain, ChainState
 STATE_PREFIX = "mcmc_"
 STATE_DTYPE = torch.float64
 """The dtype of a chain's position, momentum and mass matrix: Pyro's kernels take it from
-the potential's value, which is float64 (:meth:`.FlatPotential.value_and_grad`)."""
+the potential's value, which is float64
+(:meth:`~bayes_inr.inference.mcmc.potential.FlatPotential.value_and_grad`)."""
 
 
 class MCMCRun:
@@ -72,7 +74,8 @@ class MCMCRun:
 
         With ``workers > 1`` the unfinished chains run at once in that many worker
         processes (:func:`bayes_inr.core.workers.run_tasks`), ``threads`` torch threads
-        each, and ``checkpoint`` is called as each chain ends. A worker saves its chain
+        each (no progress bars; with ``progress``, a line per finished chain), and
+        ``checkpoint`` is called as each chain ends. A worker saves its chain
         to the directory ``store`` (``chainK.pt``, atomically) every ``checkpoint_every``
         kept draws; when the run stops early, the chains saved there are taken back
         before the exception propagates. The store is removed at the end. Each chain has
@@ -95,17 +98,25 @@ class MCMCRun:
                                               threads=threads)) as results:
                 for k, chain in results:
                     self.chains[todo[k]] = chain
+                    if progress:  # no bars from the workers: a line per finished chain
+                        print(f"chain {todo[k]}: {chain.draws} draws in {chain.seconds:.0f} s",
+                              file=sys.stderr, flush=True)
                     if checkpoint:
                         checkpoint(self)
         finally:
             if store is not None:
-                for index in todo:
-                    saved = _chain_path(store, index)
-                    if saved.is_file():
-                        chain = torch.load(saved, weights_only=False)
-                        if chain.draws > self.chains[index].draws:
-                            self.chains[index] = chain
-                shutil.rmtree(store, ignore_errors=True)
+                self.take_back(store)
+
+    def take_back(self, store: Path) -> None:
+        """Replace every chain by its copy saved by a worker in ``store`` when that copy has
+        more draws, then remove ``store``."""
+        for index, current in enumerate(self.chains):
+            saved = _chain_path(store, index)
+            if saved.is_file():
+                chain = torch.load(saved, weights_only=False)
+                if chain.draws > current.draws:
+                    self.chains[index] = chain
+        shutil.rmtree(store, ignore_errors=True)
 
     # ------------------------------------------------------------------------- output
 
