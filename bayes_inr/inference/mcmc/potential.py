@@ -168,8 +168,7 @@ class FlatPotential:
         theta = self._theta.copy_(theta.detach())
         image, vjp = model.inr.render_vjp(self._theta_sites, self._workspace)
         residual = self._a @ image.reshape(-1) - self._data
-        # U is accumulated in float64 (the sampler's energy differences are small against U)
-        rss, m = residual.double().square().sum(), residual.numel()
+        rss, m = residual.double().square().sum(), residual.numel()  # float64: see above
         if model.infer_sigma:
             log_sigma = theta[-1]
             inv_var = torch.exp(-2 * log_sigma)
