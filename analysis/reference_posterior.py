@@ -44,7 +44,7 @@ from bayes_inr.core.atomic import atomic_path
 from bayes_inr.core.provenance import config_hash, git_state
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.evaluation.convergence import split_rhat
-from bayes_inr.evaluation.metrics import psnr, score
+from bayes_inr.evaluation.metrics import predictive_moments, psnr, score
 from bayes_inr.evaluation.recalibration import calibrate, recalibrated_draws, run_moments
 from bayes_inr.evaluation.reference import compare, std_ratio, wasserstein
 from bayes_inr.inference.baselines.classical import reconstruct
@@ -173,8 +173,8 @@ def figure(truth, ref_draws, conv, rows: dict, path: Path) -> None:
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     for r, (label, (draws, weights)) in enumerate(rows.items(), start=1):
-        mean = weights @ draws.reshape(len(draws), -1)
-        s = np.sqrt(np.maximum(weights @ (draws.reshape(len(draws), -1) - mean) ** 2, 0))
+        mean, var = predictive_moments(draws, weights)
+        s = np.sqrt(var)
         ratio = std_ratio(draws, ref_draws, weights).reshape(truth.shape)
         w1 = wasserstein(draws, ref_draws, weights).reshape(truth.shape)
         w1max = w1max or float(np.quantile(w1, 0.995))

@@ -64,3 +64,7 @@ def test_compare_summarises_over_the_mask_and_refuses_mismatches(normal_draws):
         compare(draws[:, :3], ref, truth)
     with pytest.raises(InputError, match="weights"):
         compare(draws, ref, truth, weights=np.ones(len(draws)))
+    with pytest.raises(InputError, match="one shape"):
+        wasserstein(draws[:, :3], ref)
+    with pytest.raises(InputError, match="non-finite"):
+        std_ratio(np.full_like(draws, np.nan), ref)

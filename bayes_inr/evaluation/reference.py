@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import InputError
-from .metrics import psnr, quantiles
+from ..core.errors import InputError, check_finite
+from .metrics import predictive_moments, psnr, quantiles
 
 W1_GRID = 200
 """Midpoint quantile levels on which the 1-Wasserstein distance is integrated."""
@@ -33,31 +33,36 @@ LEVEL = 0.9
 
 
 def _flat(draws, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Draws as (S, pixels), finite, and their weights (equal when None; else S
+    non-negative numbers summing to 1)."""
     draws = np.asarray(draws, dtype=np.float64)
+    check_finite("draws", draws)
     flat = draws.reshape(draws.shape[0], -1)
     if weights is None:
-        w = np.full(flat.shape[0], 1.0 / flat.shape[0])
-    else:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (flat.shape[0],) or (w < 0).any() or not np.isclose(w.sum(), 1.0):
-            raise InputError(f"weights must be {flat.shape[0]} non-negative numbers summing "
-                             "to 1")
+        return flat, np.full(flat.shape[0], 1.0 / flat.shape[0])
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (flat.shape[0],) or (w < 0).any() or not np.isclose(w.sum(), 1.0):
+        raise InputError(f"weights must be {flat.shape[0]} non-negative numbers summing to 1")
     return flat, w
 
 
-def _moments(flat: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = w @ flat
-    return mean, np.sqrt(np.maximum(w @ (flat - mean) ** 2, 0.0))
+def _pair(draws, reference, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_flat` of the method's draws and of the reference's, on the same pixels."""
+    flat, w = _flat(draws, weights)
+    ref, wr = _flat(reference, None)
+    if flat.shape[1] != ref.shape[1]:
+        raise InputError(f"the draws have {flat.shape[1]} pixels, the reference "
+                         f"{ref.shape[1]}: they must be images of one shape")
+    return flat, w, ref, wr
 
 
 def std_ratio(draws, reference, weights=None) -> np.ndarray:
     """Per pixel, the method's predictive std over the reference's (flat, pixels)."""
-    flat, w = _flat(draws, weights)
-    ref, wr = _flat(reference, None)
-    _, s = _moments(flat, w)
-    _, s_ref = _moments(ref, wr)
+    flat, w, ref, wr = _pair(draws, reference, weights)
+    _, var = predictive_moments(flat, w)
+    _, var_ref = predictive_moments(ref, wr)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return s / s_ref
+        return np.sqrt(var / var_ref)
 
 
 def reference_coverage(draws, reference, level: float = LEVEL, weights=None) -> np.ndarray:
@@ -65,8 +70,7 @@ def reference_coverage(draws, reference, level: float = LEVEL, weights=None) -> 
     ``level`` (interpolated quantiles ``0.5 -/+ level / 2``, bounds inclusive)."""
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level}")
-    flat, w = _flat(draws, weights)
-    ref, _ = _flat(reference, None)
+    flat, w, ref, _ = _pair(draws, reference, weights)
     lo, hi = quantiles(flat, np.array([0.5 - level / 2, 0.5 + level / 2]), w)
     return ((ref >= lo) & (ref <= hi)).mean(axis=0)
 
@@ -74,8 +78,7 @@ def reference_coverage(draws, reference, level: float = LEVEL, weights=None) -> 
 def wasserstein(draws, reference, weights=None, grid: int = W1_GRID) -> np.ndarray:
     """Per pixel, the 1-Wasserstein distance between the method's and the reference's
     marginals (their quantile functions compared on ``grid`` midpoint levels)."""
-    flat, w = _flat(draws, weights)
-    ref, wr = _flat(reference, None)
+    flat, w, ref, wr = _pair(draws, reference, weights)
     levels = (np.arange(grid) + 0.5) / grid
     return np.abs(quantiles(flat, levels, w) - quantiles(ref, levels, wr)).mean(axis=0)
 

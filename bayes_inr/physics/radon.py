@@ -91,10 +91,8 @@ def _scipy_csr(matrix: torch.Tensor) -> sp.csr_matrix:
 def _rebuild(geometry: Geometry, projector: str, a: sp.csr_matrix, at: sp.csr_matrix,
              device: str, dtype: torch.dtype) -> RadonOperator:
     """A :class:`RadonOperator` from its pickled parts (see ``RadonOperator.__reduce__``)."""
-    new = object.__new__(RadonOperator)
-    new.geometry, new.projector = geometry, projector
-    new._a, new._at = torch_csr(a, device, dtype), torch_csr(at, device, dtype)
-    return new
+    return RadonOperator._from_matrices(geometry, projector, torch_csr(a, device, dtype),
+                                        torch_csr(at, device, dtype))
 
 
 class _SparseApply(torch.autograd.Function):
@@ -157,13 +155,18 @@ class RadonOperator:
     def dtype(self) -> torch.dtype:
         return self._a.dtype
 
+    @classmethod
+    def _from_matrices(cls, geometry: Geometry, projector: str, a: torch.Tensor,
+                       at: torch.Tensor) -> RadonOperator:
+        new = object.__new__(cls)
+        new.geometry, new.projector, new._a, new._at = geometry, projector, a, at
+        return new
+
     def to(self, device=None, dtype=None) -> RadonOperator:
         """A copy of the operator on ``device`` in ``dtype``."""
-        new = object.__new__(RadonOperator)
-        new.geometry, new.projector = self.geometry, self.projector
-        new._a = self._a.to(device=device, dtype=dtype)
-        new._at = self._at.to(device=device, dtype=dtype)
-        return new
+        return self._from_matrices(self.geometry, self.projector,
+                                   self._a.to(device=device, dtype=dtype),
+                                   self._at.to(device=device, dtype=dtype))
 
     def _apply(self, x: torch.Tensor, inner: tuple[int, int], outer: tuple[int, int],
                matrix, transpose, what: str) -> torch.Tensor:
