@@ -102,6 +102,15 @@ def test_mcd_draws_are_reproducible(sample32):
     np.testing.assert_array_equal(images, again)
 
 
+def test_a_fit_runs_with_its_threads_and_restores_the_count(sample32):
+    before = torch.get_num_threads()
+    threads = 1 if before > 1 else 2
+    config = FitConfig(inference="map", depth=1, width=8, steps=2, threads=threads)
+    idata = fit(sample32, config, progress=False)
+    assert posterior.config(idata)["threads_used"] == threads
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("scope", ["image", "pixel"])
 def test_mcd_infers_sigma(sample32, scope):
     # the dropout guide's scalar sigma once broke Tensor.expand (no sizes) in every step

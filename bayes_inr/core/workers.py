@@ -38,10 +38,10 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 
-import torch
 from tqdm import tqdm
 
 from .errors import InputError, check_choice
+from .threads import torch_threads
 
 BACKENDS = ("local", "ray")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -92,12 +92,8 @@ def _import_ray():
 
 def call_with_threads(function: Callable, threads: int, task):
     """``function(task)`` with ``threads`` torch threads (the previous count is restored)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return function(task)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run_tasks(function: Callable, tasks: Sequence, *, workers: int = 1, threads: int = 1,

@@ -32,6 +32,7 @@ import torch
 from .. import posterior
 from ..core.errors import InputError
 from ..core.provenance import config_hash, data_hash
+from ..core.threads import torch_threads
 from ..core.workers import threads_per_worker
 from ..data.sample import Sample
 from ..model.ctmodel import CTModel
@@ -125,23 +126,22 @@ class SingleFit(InferenceMethod):
         and ``resume`` are the family's checkpoints (:meth:`SVIFit.run`,
         :meth:`MCMCFit.run`).
         """
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        pyro.set_rng_seed(config.seed)
-        start = time.perf_counter()
-        try:
-            model = build_model(sample, config, prior)
-        except KeyboardInterrupt:
-            print("interrupted while building the model: nothing saved", file=sys.stderr)
-            raise
-        record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
-                                               "prior_used": model.prior.describe(),
-                                               "threads_used": torch.get_num_threads()}
-        # what config_hash covers: the settings, and a Python prior's description
-        settings = dataclasses.asdict(config) | (
-            {} if prior is None else {"prior_used": record["prior_used"]})
-        return self.run(sample, config, model, _Run(record, settings, start, progress, out),
-                        resume)
+        with torch_threads(config.threads):
+            pyro.set_rng_seed(config.seed)
+            start = time.perf_counter()
+            try:
+                model = build_model(sample, config, prior)
+            except KeyboardInterrupt:
+                print("interrupted while building the model: nothing saved", file=sys.stderr)
+                raise
+            record = dataclasses.asdict(config) | {"sigma_used": model.sigma,
+                                                   "prior_used": model.prior.describe(),
+                                                   "threads_used": torch.get_num_threads()}
+            # what config_hash covers: the settings, and a Python prior's description
+            settings = dataclasses.asdict(config) | (
+                {} if prior is None else {"prior_used": record["prior_used"]})
+            return self.run(sample, config, model,
+                            _Run(record, settings, start, progress, out), resume)
 
     @abc.abstractmethod
     def run(self, sample: Sample, config: FitConfig, model: CTModel, run: _Run,

@@ -14,7 +14,6 @@ data per dataset and view count and stored in ``models/baselines/tv.toml`` (see
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from ...core.errors import InputError, check_choice
+from ...core.threads import torch_threads
 from ...model.catalog import shipped_dir
 from ...physics.geometry import Geometry
 from ...physics.radon import RadonOperator
@@ -306,20 +306,6 @@ def _tv_operator(geometry: Geometry, projector: str) -> tuple[RadonOperator, flo
     return op, tv_norm_squared(forward, adjoint, (geometry.size, geometry.size, 1), _TV_DTYPE)
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """Run the block with ``threads`` torch CPU threads (``None``: leave the setting alone)."""
-    before = torch.get_num_threads()
-    if threads is None or threads == before:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def tv_reconstruct(sinograms, geometry: Geometry, weights, iterations: int,
                    projector: str = "linear", callback: Callable | None = None,
                    threads: int | None = 1) -> np.ndarray:
@@ -335,7 +321,7 @@ def tv_reconstruct(sinograms, geometry: Geometry, weights, iterations: int,
     busy machine threads that wait on each other at every sparse product made a 128 x 128
     solve 2.5 to 40 times slower than one thread (measured on the 2-core development machine).
     """
-    with _torch_threads(threads):
+    with torch_threads(threads):
         op, norm_squared = _tv_operator(geometry, projector)
     forward, adjoint = _radon_callables(op)
     p = torch.as_tensor(np.asarray(sinograms), dtype=_TV_DTYPE)
@@ -350,7 +336,7 @@ def tv_reconstruct(sinograms, geometry: Geometry, weights, iterations: int,
     except ValueError:
         raise InputError(f"weights must be one number or {k}, got {weights!r}") from None
     wrapped = None if callback is None else (lambda i, x: callback(i, x.permute(2, 0, 1)))
-    with _torch_threads(threads):
+    with torch_threads(threads):
         x = tv_solve(forward, adjoint, data, w, iterations, (geometry.size, geometry.size, k),
                      norm_squared, callback=wrapped)
     return x.permute(2, 0, 1).numpy().copy()
