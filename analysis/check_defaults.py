@@ -7,8 +7,8 @@
    ``--config`` (so the shipped configuration the CLI picks), for V = 10, 15, 20, 25, 30,
    against a 1000-iteration SIRT on the same simulated sinogram (noiseless, the fit's
    own simulation: ``simulate(image, V, seed=0)``). Target: the fit beats SIRT by at
-   least 2 dB at every V. ``CT_small.dcm`` is pydicom's 128 x 128 CT test slice; it is in
-   no benchmark split, so nothing was chosen on it.
+   least 2 dB at every V. ``CT_small.dcm`` is pydicom's 128 x 128 CT test slice, test
+   slice 2 of ``data/real_128.nc``, so nothing was chosen on it.
 
 Every command runs as a subprocess, one at a time (do not run anything else meanwhile:
 the NUTS time is a wall time). Writes ``analysis/results/defaults_check.csv`` and
