@@ -82,7 +82,9 @@ def choose_config(args, overrides: dict) -> FitConfig:
     defaults of :class:`FitConfig`, which are also the ensemble's own with
     ``--member-configs``), else the shipped configuration validated for the method at the
     view count nearest the problem's (:func:`bayes_inr.model.catalog.validated`), which is
-    announced on stdout."""
+    announced on stdout. An image or a measured sinogram is real data: a method's
+    configurations chosen on the real-CT slices (``models/METHOD_real_VIEWS.toml``) come
+    first there."""
     if args.config is not None:
         if str(args.config) == "none":
             return FitConfig(**overrides)
@@ -91,11 +93,13 @@ def choose_config(args, overrides: dict) -> FitConfig:
         return FitConfig(**overrides)
     method = get_method(overrides.get("inference", FitConfig.inference))
     views = requested_views(args)
+    data = "real" if args.image or args.sinogram else None
     for name in method.shipped_names(overrides):
-        shipped = validated(name, views)
+        shipped = validated(name, views, data)
         if shipped is not None:
             print(f"config: {shipped} (shipped, validated on the validation split; for "
-                  f"{views} views; --config none gives the bare defaults)", flush=True)
+                  f"{views} views{' of real data' if data else ''}; --config none gives the "
+                  "bare defaults)", flush=True)
             return load_config(shipped, **{"inference": method.name} | overrides)
     print(f"config: the bare defaults (no shipped configuration for {method.name})",
           flush=True)

@@ -68,15 +68,23 @@ def summary(path: Path) -> str:
     return ""
 
 
-def validated(method: str, views: int) -> str | None:
+def validated(method: str, views: int, data: str | None = None) -> str | None:
     """The name of the shipped configuration ``METHOD_VIEWS`` whose view count is nearest
     ``views`` on a log scale (sparse-view difficulty grows with the ratio of view counts;
-    a tie goes to the larger count), or None when ``method`` has none."""
-    counts = {}
+    a tie goes to the larger count), or None when ``method`` has none.
+
+    ``data`` names a kind of data with configurations of its own, ``METHOD_DATA_VIEWS``
+    (``"real"``: chosen on the real-CT validation slices). They compete on view count with
+    the method's others and win a tie: real data at 30 views take ``mcd_real_20`` over
+    ``mcd_20``, and at 5 views still ``mcd_5``.
+    """
+    families = (method, f"{method}_{data}") if data else (method,)
+    found = {}  # name -> (view count, whether it was chosen on ``data``)
     for name in shipped(""):
         prefix, _, count = name.rpartition("_")
-        if prefix == method and count.isdigit() and int(count) > 0:
-            counts[int(count)] = name
-    if not counts:
+        if prefix in families and count.isdigit() and int(count) > 0:
+            found[name] = (int(count), prefix != method)
+    if not found:
         return None
-    return counts[min(counts, key=lambda count: (abs(math.log(count / views)), -count))]
+    return min(found, key=lambda name: (abs(math.log(found[name][0] / views)), -found[name][0],
+                                        not found[name][1]))
