@@ -16,8 +16,9 @@ MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble o
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
 ``models/mcd_V.toml`` with seeds seed + k, or the configs in ``models/de_V/``) and, where
 the profile says so, HMC (test split). Configurations come from ``models/`` (the
-validated view count nearest to V) and were chosen on the validation split only; the
-test split is scored once, here.
+validated view count nearest to V; on real CT a method's ``models/METHOD_real_V.toml``
+where it has one, as the fit command picks them) and were chosen on the validation split
+only; the test split is scored once, here.
 
 Every run is saved under ``OUT/runs/`` with its provenance (:mod:`bayes_inr.core.provenance`),
 and every row of ``OUT/table1.csv`` carries the hashes of its run. On a rerun a row is
@@ -76,9 +77,10 @@ class DataSet:
     views: tuple[int, ...]
     protocol: str
     """The data protocol the profile requires: ``fine`` (no inverse crime) or ``same``."""
-    btv: str = "btv"
-    """The shipped Bayesian TV configurations (``models/BTV_V.toml``) whose sigma this data
-    takes: its temperature, chosen on validation data of the same kind."""
+    data: str | None = None
+    """The kind of data whose own shipped configurations (``models/METHOD_DATA_V.toml``,
+    chosen on validation data of that kind) it takes where a method has them
+    (:func:`bayes_inr.model.catalog.validated`): ``"real"`` for real CT."""
     hmc: bool = False
 
 
@@ -101,7 +103,7 @@ PROFILES = {
     # a converging recipe (the old one-chain transient is not a reference).
     "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine"),
                     DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
-                            btv="btv_real")),
+                            data="real")),
                    splits=("test",), members=2),
     # the paper's protocol: 256 x 256, sinograms made with the reconstruction operator,
     # no noise (python -m bayes_inr.data --size 256 --protocol same); longer training
@@ -120,17 +122,21 @@ def nearest_views(views: int) -> int:
     return int(validated("mcd", views).rpartition("_")[2])
 
 
-def model_config(kind: str, views: int, overrides: dict) -> FitConfig:
-    """``models/KIND_V.toml`` for the validated view count nearest to ``views``, as the fit
-    command picks it."""
-    return load_config(validated(kind, views), **overrides)
+def model_config(kind: str, views: int, overrides: dict, data: str | None = None
+                 ) -> FitConfig:
+    """The shipped ``KIND`` configuration the fit command picks for ``views`` views of
+    ``data`` (:func:`bayes_inr.model.catalog.validated`)."""
+    return load_config(validated(kind, views, data), **overrides)
 
 
-def member_configs(views: int, members: int, overrides: dict) -> list[FitConfig]:
-    """``members`` MCD configs: ``models/mcd_V.toml``, then ``models/de_V/*.toml`` if any,
-    else the MCD config again (each member gets its own seed)."""
+def member_configs(views: int, members: int, overrides: dict, data: str | None = None
+                   ) -> list[FitConfig]:
+    """``members`` MCD configs: the one :func:`model_config` picks, then
+    ``models/de_V/*.toml`` if any, else the MCD config again (each member gets its own
+    seed)."""
     v = nearest_views(views)
-    paths = [MODELS / f"mcd_{v}.toml", *sorted((MODELS / f"de_{v}").glob("*.toml"))]
+    paths = [MODELS / f"{validated('mcd', views, data)}.toml",
+             *sorted((MODELS / f"de_{v}").glob("*.toml"))]
     if len(paths) == 1:
         paths *= members
     if len(paths) < members:
@@ -223,12 +229,13 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
         out.append(Job(method, {"method": method, **settings}, make,
                        ((method.upper(), _whole),)))
     tv = tv_settings(dataset.path, views)
-    btv = model_config(dataset.btv, views, profile.overrides).replace(tv_weight=tv.weight,
-                                                                      steps=tv.iterations)
+    btv = model_config("btv", views, profile.overrides, dataset.data).replace(
+        tv_weight=tv.weight, steps=tv.iterations)
     out.append(Job("btv", btv, lambda: fit(sample, btv, False), (("Bayesian TV", _whole),)))
-    bbb = model_config("bbb", views, profile.overrides)
+    bbb = model_config("bbb", views, profile.overrides, dataset.data)
     out.append(Job("bbb", bbb, lambda: fit(sample, bbb, False), (("BBB", _whole),)))
-    image_mcd = model_config("mcd", views, profile.overrides).replace(dropout_scope="image")
+    image_mcd = model_config("mcd", views, profile.overrides, dataset.data).replace(
+        dropout_scope="image")
     out.append(Job("mcd_image", image_mcd, lambda: fit(sample, image_mcd, False),
                    ((MCD_LABELS["image"], _whole),)))
     base = members[0].replace(inference="ensemble", workers=profile.workers)
@@ -343,8 +350,11 @@ Notes.
   means over the test phantoms. Our CPU profile has no HMC row until a converging
   recipe exists (the previous one-chain run was an unconverged transient, R-hat up to 2.9).
 - Configurations for view counts without a validated file (60 views) are those of the
-  nearest validated count (20). MCD with one mask per draw uses the per-pixel row's
-  configuration (chosen on validation for per-pixel masks), not one tuned for itself.
+  nearest validated count (20). On real CT the MCD rows and DE members take
+  models/mcd_real_20.toml (TV factor and dropout rate chosen on the real-CT validation
+  slices: sweeps/mcd_real_tv_20, mcd_real_p_20), BBB the phantoms' bbb_20. MCD with one mask
+  per draw uses the per-pixel row's configuration (chosen on validation for per-pixel masks),
+  not one tuned for itself.
 """
 
 
@@ -456,7 +466,7 @@ def main() -> None:
     order = {d.name: i for i, d in enumerate(profile.datasets)}
     for dataset, views in plan:
         data = loaded[dataset.name]
-        members = member_configs(views, n_members, profile.overrides)
+        members = member_configs(views, n_members, profile.overrides, dataset.data)
         for split in splits:
             for image_id in benchmark_ids(data, split):
                 sample = benchmark_sample(data, image_id, views)

@@ -4,6 +4,7 @@ defaults are the shipped configurations validated for the method and view count.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bayes_inr.core.errors import InputError
@@ -118,6 +119,15 @@ def test_the_validated_configuration_nearest_a_view_count(method, views, expecte
     assert validated(method, views) == expected
 
 
+@pytest.mark.parametrize(("method", "views", "expected"), [
+    ("mcd", 30, "mcd_real_20"), ("mcd", 60, "mcd_real_20"), ("btv", 20, "btv_real_20"),
+    ("mcd", 5, "mcd_5"),  # the nearer view count wins over the data's own family
+    ("bbb", 20, "bbb_20"),  # no real-CT file: the method's own
+])
+def test_real_data_take_the_configurations_chosen_on_real_ct(method, views, expected):
+    assert validated(method, views, "real") == expected
+
+
 def test_without_config_the_cli_uses_the_validated_configuration(tmp_path, capsys):
     out = tmp_path / "run.nc"
     tiny = ["--size", "16", "--views", "12", "--steps", "3", "--draws", "2", "--width", "8",
@@ -131,6 +141,17 @@ def test_without_config_the_cli_uses_the_validated_configuration(tmp_path, capsy
                  "--overwrite"]) == 0
     assert "config:" not in capsys.readouterr().out
     assert run_attrs_config(out)["omega0"] == FitConfig().omega0  # the bare default
+
+
+def test_an_image_takes_the_configuration_chosen_on_real_ct(tmp_path, capsys):
+    image = tmp_path / "slice.npy"
+    np.save(image, np.pad(np.ones((8, 8)), 4) * 0.5)
+    out = tmp_path / "run.nc"
+    assert main(["--inference", "mcd", "--image", str(image), "--views", "30", "--steps", "2",
+                 "--draws", "2", "--width", "8", "--depth", "1", "--quiet", "--threads", "1",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("config: mcd_real_20 (shipped")
+    assert run_attrs_config(out)["dropout"] == 0.02  # from mcd_real_20
 
 
 def run_attrs_config(path) -> dict:

@@ -88,6 +88,10 @@ def test_table1_markdown_sets_the_paper_alongside_with_footnotes(tmp_path):
 def test_nearest_validated_views():
     assert [table1.nearest_views(v) for v in (5, 8, 13, 20, 60)] == [5, 5, 20, 20, 20]
     assert table1.model_config("mcd", 60, {}).dropout_scope == "pixel"
+    # real CT takes the files chosen on the real-CT slices, as the fit command does
+    real = table1.member_configs(60, 2, {}, "real")
+    assert [m.dropout for m in real] == [table1.model_config("mcd", 60, {}, "real").dropout] * 2
+    assert real[0] != table1.member_configs(60, 2, {})[0]
 
 
 def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypatch):
