@@ -30,7 +30,7 @@ from .core.errors import InputError
 from .core.outputs import check_output, output_lock
 from .core.provenance import config_hash
 from .core.workers import raise_interrupt, rerun_command, threads_per_worker
-from .data.benchmark import benchmark_sample, load_benchmark
+from .data.benchmark import benchmark_sample, is_real_ct, load_benchmark
 from .data.images import load_image, npy_error
 from .data.sample import Sample, phantom_sample, simulate
 from .evaluation import convergence
@@ -82,9 +82,9 @@ def choose_config(args, overrides: dict) -> FitConfig:
     defaults of :class:`FitConfig`, which are also the ensemble's own with
     ``--member-configs``), else the shipped configuration validated for the method at the
     view count nearest the problem's (:func:`bayes_inr.model.catalog.validated`), which is
-    announced on stdout. An image or a measured sinogram is real data: a method's
-    configurations chosen on the real-CT slices (``models/METHOD_real_VIEWS.toml``) come
-    first there."""
+    announced on stdout. An image, a measured sinogram or a real-CT benchmark is real data
+    (:func:`~bayes_inr.data.benchmark.is_real_ct`): there a method's configurations chosen
+    on the real-CT slices (``models/METHOD_real_VIEWS.toml``) win ties on view count."""
     if args.config is not None:
         if str(args.config) == "none":
             return FitConfig(**overrides)
@@ -93,7 +93,8 @@ def choose_config(args, overrides: dict) -> FitConfig:
         return FitConfig(**overrides)
     method = get_method(overrides.get("inference", FitConfig.inference))
     views = requested_views(args)
-    data = "real" if args.image or args.sinogram else None
+    real = args.image or args.sinogram or (args.dataset and is_real_ct(args.dataset))
+    data = "real" if real else None
     for name in method.shipped_names(overrides):
         shipped = validated(name, views, data)
         if shipped is not None:

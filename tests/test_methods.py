@@ -154,6 +154,19 @@ def test_an_image_takes_the_configuration_chosen_on_real_ct(tmp_path, capsys):
     assert run_attrs_config(out)["dropout"] == 0.02  # from mcd_real_20
 
 
+def test_a_real_ct_benchmark_takes_the_configuration_chosen_on_real_ct(tmp_path, capsys):
+    from bayes_inr.data.benchmark import build_real_benchmark, is_real_ct, write_dataset
+
+    real = write_dataset(build_real_benchmark(size=16, views=(20,)), tmp_path / "real.nc")
+    assert is_real_ct(real)
+    assert not is_real_ct("data/benchmark_128.nc")  # phantoms
+    assert not is_real_ct(tmp_path / "missing.nc")  # reported later, by the data loader
+    assert main(["--inference", "mcd", "--dataset", str(real), "--image-id", "0", "--views",
+                 "20", "--steps", "2", "--draws", "2", "--width", "8", "--depth", "1",
+                 "--quiet", "--threads", "1", "--out", str(tmp_path / "run.nc")]) == 0
+    assert capsys.readouterr().out.startswith("config: mcd_real_20 (shipped")
+
+
 def run_attrs_config(path) -> dict:
     from bayes_inr import posterior
 

@@ -194,6 +194,17 @@ def load_benchmark(path=DEFAULT_BENCHMARK) -> xr.Dataset:
     return ds
 
 
+def is_real_ct(path) -> bool:
+    """Whether the benchmark file at ``path`` holds real CT slices
+    (:func:`build_real_benchmark`: it has their DICOM provenance coordinates); False for a
+    phantom benchmark and for a file that cannot be read (:func:`load_benchmark` says why)."""
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return "source_file" in ds.coords
+    except (OSError, ValueError):
+        return False
+
+
 def benchmark_ids(dataset: xr.Dataset, split: str) -> list[int]:
     """Phantom ids of a split ("val", "test" or "all")."""
     check_choice("split", split, (*SPLITS, "all"))
