@@ -93,7 +93,7 @@ def choose_config(args, overrides: dict) -> FitConfig:
         return FitConfig(**overrides)
     method = get_method(overrides.get("inference", FitConfig.inference))
     views = requested_views(args)
-    real = args.image or args.sinogram or (args.dataset and is_real_ct(args.dataset))
+    real = bool(args.image or args.sinogram) or bool(args.dataset) and is_real_ct(args.dataset)
     data = "real" if real else None
     for name in method.shipped_names(overrides):
         shipped = validated(name, views, data)
