@@ -91,7 +91,7 @@ def test_btv_checks_its_settings():
         FitConfig(inference="btv")
     with pytest.raises(InputError, match="btv samples the pixel grid"):
         FitConfig(**BTV | {"infer_sigma": True})
-    with pytest.raises(InputError, match="init tv starts a pixel grid"):
+    with pytest.raises(InputError, match="init tv starts at the TV solution"):
         FitConfig(inference="nuts", init="tv")
     FitConfig(**BTV | {"inference": "nuts"})  # any pixel-grid TV model may start at TV
 

@@ -66,3 +66,15 @@ def test_run_files_carry_commit_version_and_hashes(tmp_path):
 def test_config_hash_rejects_other_types():
     with pytest.raises(TypeError):
         provenance.config_hash(["not", "a", "mapping"])
+
+
+def test_a_setting_added_later_leaves_old_hashes_alone_at_its_default():
+    """``tv_units`` came after runs were recorded: at its default it is not hashed, so a run
+    file recorded without it keeps its hash; set, it changes the hash."""
+    import dataclasses
+
+    base = FitConfig(inference="mcd", steps=100, tv_weight=1.0)
+    recorded_before = {k: v for k, v in dataclasses.asdict(base).items() if k != "tv_units"}
+    assert provenance.config_hash(recorded_before) == provenance.config_hash(base)
+    assert (provenance.config_hash(base.replace(tv_units="objective"))
+            != provenance.config_hash(base))

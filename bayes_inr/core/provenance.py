@@ -33,6 +33,11 @@ RUN_CONTROL = frozenset({"threads", "workers", "checkpoint_every"})
 count changes the rounding of sums, so MCMC draws differ bit for bit across thread counts while
 sampling the same posterior (:data:`bayes_inr.inference.single.RESUME_MAY_CHANGE`)."""
 
+HASHED_WHEN_SET = {"tv_units": "factor"}
+"""Settings added after runs were recorded, with their defaults. At its default such a
+setting is left out of the hash: a run recorded before it existed computed what the default
+computes, and keeps its hash."""
+
 _DIGITS = 16
 
 
@@ -43,14 +48,16 @@ def _digest(payload: bytes) -> str:
 def config_hash(settings) -> str:
     """Hash of a run's settings: a :class:`~bayes_inr.inference.config.FitConfig` or a mapping.
 
-    Keys in :data:`RUN_CONTROL` are left out; nested ``member_configs`` (ensembles)
+    Keys in :data:`RUN_CONTROL`, and those of :data:`HASHED_WHEN_SET` at their default,
+    are left out; nested ``member_configs`` (ensembles)
     are hashed member by member the same way.
     """
     if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
         settings = dataclasses.asdict(settings)
     if not isinstance(settings, Mapping):
         raise TypeError(f"settings must be a dataclass or a mapping, got {type(settings)}")
-    kept = {k: v for k, v in settings.items() if k not in RUN_CONTROL}
+    kept = {k: v for k, v in settings.items() if k not in RUN_CONTROL
+            and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])}
     if "member_configs" in kept:
         kept["member_configs"] = [config_hash(m) for m in kept["member_configs"]]
     return _digest(json.dumps(kept, sort_keys=True, default=str).encode())

@@ -16,6 +16,7 @@ from ..model.priors import as_prior
 from .method import get_method, method_names, methods_help
 
 MODELS = ("inr", "gop")
+TV_UNITS = ("factor", "objective")
 INITS = ("map", "prior", "tv")
 
 
@@ -46,6 +47,10 @@ class FitConfig:
     infer_sigma: bool = _field(False, "give sigma a LogNormal(log sigma, 1) prior and infer it")
     tv_weight: float = _field(0.0, "weight of the total-variation factor (btv: the weight w of "
                               "the TV objective ||A x - p||^2 / 2 + w TV(x))")
+    tv_units: str = _field("factor", "units of tv_weight for map/bbb/mcd/hmc/nuts: factor (the "
+                           "posterior's factor exp(-tv_weight TV(x))) or objective (the weight w "
+                           "of TV's objective, factor w / sigma^2: the balance of data and TV "
+                           "then does not depend on sigma); btv: always objective")
     steps: int = _field(2000, "optimisation steps (SVI, the MAP warm start of hmc/nuts, the "
                         "TV solver of init tv)")
     lr: float = _field(1e-3, "initial Adam learning rate")
@@ -62,9 +67,11 @@ class FitConfig:
                          "mass matrix adapted; 0: no adaptation)")
     thin: int = _field(1, "hmc/nuts: keep every thin-th transition")
     chains: int = _field(1, "hmc/nuts: number of chains")
-    init: str = _field("map", "hmc/nuts start: map (a MAP fit per chain), prior (the network "
-                       "init), tv (gop with a TV factor: the TV solution, steps iterations) "
-                       "or a saved hmc/nuts run .nc (its last draws)")
+    init: str = _field("map", "start: tv (the TV solution at the model's TV factor; a network "
+                       "first fitted to that image), else map/bbb/mcd start at the network "
+                       "init; hmc/nuts: map (a MAP fit per chain), prior (the network init), "
+                       "tv (TV with steps iterations) or a saved hmc/nuts run .nc (its last "
+                       "draws)")
     step_size: float = _field(1.0, "hmc/nuts: initial leapfrog step size (adapted in warmup)")
     num_steps: int = _field(20, "hmc: leapfrog steps per transition, kept fixed while the step "
                             "size adapts; 0: use trajectory_length")
@@ -90,6 +97,7 @@ class FitConfig:
         method = get_method(self.inference)
         check_choice("model", self.model, MODELS)
         check_choice("dropout_scope", self.dropout_scope, DROPOUT_SCOPES)
+        check_choice("tv_units", self.tv_units, TV_UNITS)
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         check_choice("member_inference", self.member_inference, method_names(member=True))
@@ -104,9 +112,9 @@ class FitConfig:
             raise InputError("step_size must be positive and target_accept in (0, 1)")
         if self.init not in INITS and not self.init.endswith(".nc"):
             raise InputError(f"unknown init {self.init!r}; use map, prior, tv or a run file .nc")
-        if self.init == "tv" and (self.model != "gop" or not self.tv_weight > 0):
-            raise InputError("init tv starts a pixel grid at the TV solution: it needs --model "
-                             "gop and --tv-weight > 0")
+        if self.init == "tv" and not self.tv_weight > 0:
+            raise InputError("init tv starts at the TV solution of the model's TV factor: it "
+                             "needs --tv-weight > 0")
         if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0:
             raise InputError("sigma, lr and tv_weight must be non-negative (lr positive)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -96,8 +96,10 @@ class InferenceMethod(abc.ABC):
     def tv_factor(self, config: FitConfig, sigma: float) -> tuple[float, str]:
         """The weight lambda and the norm of the model's TV factor ``-lambda TV(image)``
         (:func:`~bayes_inr.model.ctmodel.total_variation`) for ``config`` and the
-        likelihood's ``sigma``; the default is ``config.tv_weight``, anisotropic."""
-        return config.tv_weight, "anisotropic"
+        likelihood's ``sigma``; the default is anisotropic, ``config.tv_weight`` or, with
+        ``config.tv_units == "objective"``, ``config.tv_weight / sigma^2``."""
+        scale = sigma ** 2 if config.tv_units == "objective" else 1.0
+        return config.tv_weight / scale, "anisotropic"
 
     @abc.abstractmethod
     def fit(self, sample: Sample, config: FitConfig, *, prior=None, progress: bool = True,

@@ -53,6 +53,7 @@ from .svi import (
     load_checkpoint,
     save_checkpoint,
 )
+from .tv_start import tv_start
 
 DEFAULT_SIGMA = 0.01
 RESUME_MAY_CHANGE = ("threads", "workers", "checkpoint_every")
@@ -205,7 +206,10 @@ def _run_svi(method: SVIFit, sample: Sample, config: FitConfig, model: CTModel, 
 
     try:
         try:
-            guide = method.guide(model, model.init_params(config.seed), config)
+            start_weights = (tv_start(model, seed=config.seed)
+                             if config.init == "tv" and resume is None
+                             else model.init_params(config.seed))
+            guide = method.guide(model, start_weights, config)
             result = fit_svi(model, guide, steps=config.steps, lr=config.lr,
                              lr_final=config.lr_final, kl_factor=method.kl_factor(config),
                              particles=config.particles, checkpoint_every=config.checkpoint_every,

@@ -11,11 +11,9 @@ import torch
 
 from ... import posterior
 from ...core.errors import InputError, check_choice
-from ...model.ctmodel import CTModel
-from ...model.gop import PixelGrid
-from ..baselines.classical import reconstruct
 from ..guides import point_guide
 from ..svi import DivergenceError, fit_svi
+from ..tv_start import tv_start
 from .potential import FlatPotential
 from .run import STATE_PREFIX
 
@@ -28,8 +26,9 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
     ``init="prior"``: the network's initial weights with seed ``seed + chain`` (sigma at
     its prior median). ``"map"``: a MAP fit (:func:`~bayes_inr.inference.svi.fit_svi`,
     ``steps`` Adam steps) from each of those, so that chains start at different
-    optima. ``"tv"`` (pixel-grid models only): every chain at the TV solution
-    (:func:`tv_start`, ``steps`` iterations). A path to a saved hmc/nuts run: that run's
+    optima. ``"tv"``: every chain at the TV solution
+    (:func:`~bayes_inr.inference.tv_start.tv_start`, ``steps`` iterations; a network
+    fitted to it from seed ``seed``). A path to a saved hmc/nuts run: that run's
     last draws, chain by chain (cycled when it has fewer chains).
     """
     if init.endswith(".nc"):
@@ -40,7 +39,7 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
         return last[torch.arange(chains) % last.shape[0]]
     check_choice("init", init, ("map", "prior", "tv"))
     if init == "tv":
-        start = potential.flatten(tv_start(potential.model, steps))
+        start = potential.flatten(tv_start(potential.model, steps, seed))
         return start.expand(chains, -1).clone()
     points = []
     for chain in range(chains):
@@ -68,19 +67,3 @@ def last_draws(idata) -> torch.Tensor:
     if not len(theta):
         raise InputError("the init file has no kept draws")
     return torch.from_numpy(theta)
-
-
-def tv_start(model: CTModel, iterations: int) -> dict[str, torch.Tensor]:
-    """The pixel values of the TV reconstruction of ``model``'s sinogram
-    (:func:`~bayes_inr.inference.baselines.tv.tv_solve`, ``iterations`` iterations) with the
-    weight ``w = lambda sigma^2`` of the model's TV factor and likelihood: the mode of the
-    posterior ``exp(-(||A x - p||^2 / 2 + w TV(x)) / sigma^2)`` when the model's TV is
-    isotropic, up to its weak pixel prior (the Bayesian TV of
-    :class:`~bayes_inr.inference.methods.BTV`); near it when anisotropic.
-    """
-    if not isinstance(model.inr, PixelGrid) or not model.tv_weight:
-        raise InputError("init tv starts a pixel grid (--model gop) with a TV factor "
-                         "(--tv-weight > 0) at the TV solution")
-    image = reconstruct("tv", model.sinogram.cpu().numpy(), model.operator.geometry,
-                        iterations=iterations, weight=model.tv_weight * model.sigma ** 2)
-    return model.inr.params_of(image)

@@ -1,0 +1,57 @@
+"""Fits that start at the TV image (init tv), and the TV weight in TV's units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayes_inr.core.errors import InputError
+from bayes_inr.data.sample import phantom_sample
+from bayes_inr.evaluation.metrics import psnr
+from bayes_inr.inference.config import FitConfig
+from bayes_inr.inference.fit import fit
+from bayes_inr.inference.method import get_method
+from bayes_inr.inference.single import build_model
+from bayes_inr.inference.tv_start import tv_image, tv_start
+from bayes_inr.posterior import image_draws
+
+SMALL = {"inference": "mcd", "depth": 2, "width": 32, "omega0": 2.0,
+         "head": "clipped_sigmoid", "tv_weight": 3e-4, "tv_units": "objective",
+         "sigma": 0.01, "dropout": 0.02, "dropout_scope": "pixel", "threads": 1}
+
+
+@pytest.mark.parametrize("units, factor", [("factor", 3e-4), ("objective", 3.0)])
+def test_the_tv_factor_in_tv_units_is_w_over_sigma_squared(units, factor):
+    config = FitConfig(**SMALL | {"tv_units": units})
+    weight, norm = get_method("mcd").tv_factor(config, 0.01)
+    assert weight == pytest.approx(factor) and norm == "anisotropic"
+
+
+def test_tv_units_is_checked():
+    with pytest.raises(InputError, match="tv_units"):
+        FitConfig(**SMALL | {"tv_units": "lambda"})
+
+
+def test_a_network_starts_at_the_tv_image():
+    sample = phantom_sample(1, 12, 24)
+    model = build_model(sample, FitConfig(**SMALL))
+    target = tv_image(model, 300)
+    # the weight is the model's factor back in TV's units: 3e-4
+    assert model.tv_weight * model.sigma ** 2 == pytest.approx(3e-4)
+    fitted = model.inr.render(tv_start(model, 300)).detach().numpy()
+    initial = model.inr.render(model.init_params(0)).detach().numpy()
+    assert psnr(fitted, target) > 30  # the network renders TV's image closely ...
+    assert psnr(initial, target) < 20  # ... which its initial weights do not
+
+
+def test_an_svi_fit_from_init_tv_keeps_the_tv_image():
+    """A few MCD steps at a small learning rate: from the TV start the posterior mean is
+    TV's image; from the network's initial weights it is far from it (negative control)."""
+    sample = phantom_sample(2, 12, 24)
+    config = FitConfig(**SMALL | {"init": "tv", "steps": 5, "lr": 1e-5, "draws": 10})
+    target = tv_image(build_model(sample, config), 2000)
+    mean = image_draws(fit(sample, config, progress=False)).mean(0)
+    cold = image_draws(fit(sample, config.replace(init="map"), progress=False)).mean(0)
+    assert psnr(mean, target) > 25
+    assert psnr(cold, target) < 20
+    assert np.isfinite(mean).all()
