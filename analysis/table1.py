@@ -351,8 +351,9 @@ Notes.
   recipe exists (the previous one-chain run was an unconverged transient, R-hat up to 2.9).
 - Configurations for view counts without a validated file (60 views) are those of the
   nearest validated count (20). On real CT the MCD rows and DE members take
-  models/mcd_real_20.toml (TV factor and dropout rate chosen on the real-CT validation
-  slices: sweeps/mcd_real_tv_20, mcd_real_p_20), BBB the phantoms' bbb_20. MCD with one mask
+  models/mcd_real_20.toml (started at the TV image; dropout and learning rate chosen on
+  the real-CT validation slices: sweeps/mcd_real_p_20, mcd_real_tvstart_20), BBB the
+  phantoms' bbb_20. MCD with one mask
   per draw uses the per-pixel row's configuration (chosen on validation for per-pixel masks),
   not one tuned for itself.
 """
