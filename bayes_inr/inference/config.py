@@ -52,7 +52,7 @@ class FitConfig:
                            "of TV's objective, factor w / sigma^2: the balance of data and TV "
                            "then does not depend on sigma); btv: always objective")
     steps: int = _field(2000, "optimisation steps (SVI, the MAP warm start of hmc/nuts, the "
-                        "TV solver of init tv)")
+                        "TV solver of hmc/nuts init tv)")
     lr: float = _field(1e-3, "initial Adam learning rate")
     lr_final: float = _field(0.1, "final learning rate as a fraction of lr (exponential decay)")
     dropout: float = _field(0.1, "MCD: probability p of dropping a hidden unit")
