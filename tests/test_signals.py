@@ -343,3 +343,18 @@ def test_a_sweep_refuses_bad_arguments_before_creating_its_directory(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err, err
     assert sorted(tmp_path.rglob("*")) == before  # nothing created
+
+
+def test_a_caught_interrupt_from_c_called_code_keeps_the_exit_status():
+    """CPython 3.11 ends a process by SIGINT (status -2) once a plain KeyboardInterrupt has
+    passed through code run by ``PyRun_*`` (as C extensions do), even when it was caught: the
+    cause of a SIGTERM in a fit's first step exiting with -2 instead of 130. The package's
+    handlers raise :class:`~bayes_inr.core.errors.Interrupted`, which CPython does not mark."""
+    code = ("import ctypes, sys\n"
+            "from bayes_inr.core.errors import Interrupted\n"
+            "import builtins; builtins.Interrupted = Interrupted\n"
+            "ctypes.pythonapi.PyRun_SimpleString(b'raise Interrupted')\n"
+            "sys.exit(130)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)

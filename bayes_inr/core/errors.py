@@ -12,6 +12,17 @@ class InputError(ValueError):
     """
 
 
+class Interrupted(KeyboardInterrupt):
+    """The KeyboardInterrupt that this package's signal handlers raise (SIGTERM, or a signal
+    that stops training). ``except KeyboardInterrupt`` catches it as it catches Ctrl-C.
+
+    A subclass because CPython (3.11) ends a process by SIGINT, whatever its exit status,
+    once a plain KeyboardInterrupt has passed through code that a C extension runs with
+    ``PyRun_*``, even if the program then caught it: a handled SIGTERM in a fit's first step
+    then exited with -2 instead of 130. A subclass is not marked.
+    """
+
+
 def check_finite(name: str, array) -> None:
     """Raise :class:`InputError` if ``array`` holds NaN or infinity."""
     values = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array)

@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection, wait
 
 from tqdm import tqdm
 
-from .errors import InputError, check_choice
+from .errors import InputError, Interrupted, check_choice
 from .threads import torch_threads
 
 BACKENDS = ("local", "ray")
@@ -52,8 +52,9 @@ WATCH_INTERVAL = 0.5
 
 
 def raise_interrupt(signum, frame):
-    """A signal handler (for SIGTERM) that stops the main thread as Ctrl-C does."""
-    raise KeyboardInterrupt(f"signal {signum}")
+    """A signal handler (for SIGTERM) that stops the main thread as Ctrl-C does
+    (:class:`~bayes_inr.core.errors.Interrupted`)."""
+    raise Interrupted(f"signal {signum}")
 
 
 def rerun_command(module: str, argv: Sequence[str] | None = None) -> str:

@@ -36,7 +36,7 @@ from pyro.optim import ExponentialLR
 from tqdm.auto import tqdm
 
 from ..core.atomic import atomic_path
-from ..core.errors import InputError
+from ..core.errors import InputError, Interrupted
 from ..model.ctmodel import CTModel
 from .guides import sample_params
 
@@ -127,7 +127,7 @@ def fit_svi(model: CTModel, guide, *, steps: int = 2000, lr: float = 1e-3,
                             seconds = earlier + time.perf_counter() - start
                             checkpoint(training_state(result, optim, seconds))
                     if stop:
-                        raise KeyboardInterrupt(f"interrupted after step {result.steps}")
+                        raise Interrupted(f"interrupted after step {result.steps}")
     finally:
         model.latent_scale = 1.0
         result.seconds = earlier + time.perf_counter() - start
@@ -194,7 +194,7 @@ def _deferred_interrupts(enabled: bool) -> Iterator[Callable[[], bool]]:
 
     def handler(signum, frame):
         if received:
-            raise KeyboardInterrupt(f"signal {signum}")
+            raise Interrupted(f"signal {signum}")
         received.append(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -205,7 +205,7 @@ def _deferred_interrupts(enabled: bool) -> Iterator[Callable[[], bool]]:
         for sig, old in previous.items():
             signal.signal(sig, old)
     if received:
-        raise KeyboardInterrupt(f"signal {received[0]}")
+        raise Interrupted(f"signal {received[0]}")
 
 
 def checkpoint_path(out) -> Path:
