@@ -344,18 +344,19 @@ Notes.
 - Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
   (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
   dataset and view count, so that its mode is the TV row's image; sigma chosen on validation
-  (phantoms: analysis/results/sweeps/btv_20; real CT: sweeps/btv_real_20). One chain from
-  the TV image: its split R-hat is within one chain, not a convergence check.
+  (phantoms: analysis/results/sweeps/btv_20; real CT: sweeps/btv_real_20, at 20 views,
+  taken at 60 too). One chain from the TV image: its split R-hat is within one chain, not a
+  convergence check.
 - HMC*: the paper ran HMC on one image outside both splits, so its HMC numbers are not
   means over the test phantoms. Our CPU profile has no HMC row until a converging
   recipe exists (the previous one-chain run was an unconverged transient, R-hat up to 2.9).
-- Configurations for view counts without a validated file (60 views) are those of the
-  nearest validated count (20). On real CT the MCD rows and DE members take
-  models/mcd_real_20.toml (started at the TV image; dropout and learning rate chosen on
-  the real-CT validation slices: sweeps/mcd_real_p_20, mcd_real_tvstart_20), BBB the
-  phantoms' bbb_20. MCD with one mask
-  per draw uses the per-pixel row's configuration (chosen on validation for per-pixel masks),
-  not one tuned for itself.
+- The MCD rows and DE members start at the TV image (init tv: TV at its own validated
+  weight for the dataset and view count, the network fitted to it, then 500 MCD steps),
+  chosen on validation: phantoms models/mcd_20.toml and mcd_5.toml (sweeps mcd_tvstart_p_20,
+  mcd_tvstart_5), real CT mcd_real_20.toml and mcd_real_60.toml (sweeps mcd_real_tvstart_20,
+  mcd_real_tvstart_60). BBB takes bbb_20 and bbb_5 (not tuned; bbb_20 at 60 views) and starts
+  from the network's initial weights. MCD with one mask per draw uses the per-pixel row's
+  configuration (chosen on validation for per-pixel masks), not one tuned for itself.
 """
 
 

@@ -120,7 +120,8 @@ def test_the_validated_configuration_nearest_a_view_count(method, views, expecte
 
 
 @pytest.mark.parametrize(("method", "views", "expected"), [
-    ("mcd", 30, "mcd_real_20"), ("mcd", 60, "mcd_real_20"), ("btv", 20, "btv_real_20"),
+    ("mcd", 30, "mcd_real_20"), ("mcd", 34, "mcd_real_20"), ("mcd", 35, "mcd_real_60"),
+    ("mcd", 60, "mcd_real_60"), ("btv", 20, "btv_real_20"),
     ("mcd", 5, "mcd_5"),  # the nearer view count wins over the data's own family
     ("bbb", 20, "bbb_20"),  # no real-CT file: the method's own
 ])
@@ -151,7 +152,7 @@ def test_an_image_takes_the_configuration_chosen_on_real_ct(tmp_path, capsys):
                  "--draws", "2", "--width", "8", "--depth", "1", "--quiet", "--threads", "1",
                  "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith("config: mcd_real_20 (shipped")
-    assert run_attrs_config(out)["dropout"] == 0.02  # from mcd_real_20
+    assert run_attrs_config(out)["tv_weight"] == 9.85e-5  # from mcd_real_20
 
 
 def test_a_real_ct_benchmark_takes_the_configuration_chosen_on_real_ct(tmp_path, capsys):

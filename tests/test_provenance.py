@@ -63,6 +63,31 @@ def test_run_files_carry_commit_version_and_hashes(tmp_path):
     assert other.posterior_predictive.attrs["data_hash"] != attrs["data_hash"]
 
 
+def test_any_tracked_change_in_the_checkout_makes_it_dirty(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    for path in ("bayes_inr/fit.py", "models/mcd_20.toml", "analysis/results/table.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    clean = provenance.git_state.__wrapped__(tmp_path)
+    assert clean[1] is False and len(clean[0]) == 40
+    (tmp_path / "analysis/results/table.md").write_text("b\n")  # results do not count
+    (tmp_path / "untracked.txt").write_text("b\n")  # nor do untracked files
+    assert provenance.git_state.__wrapped__(tmp_path)[1] is False
+    (tmp_path / "models/mcd_20.toml").write_text("b\n")  # a configuration outside the code
+    assert provenance.git_state.__wrapped__(tmp_path)[1] is True
+    assert provenance.git_state.__wrapped__(tmp_path / "models") == clean[:1] + (True,)
+    assert provenance.git_state.__wrapped__(tmp_path.parent / "nowhere") == ("unknown", None)
+
+
+def test_the_default_checkout_is_the_repository_root():
+    assert (provenance.CHECKOUT / "bayes_inr" / "core" / "provenance.py").is_file()
+
+
 def test_config_hash_rejects_other_types():
     with pytest.raises(TypeError):
         provenance.config_hash(["not", "a", "mapping"])

@@ -77,13 +77,18 @@ def data_hash(*arrays) -> str:
     return h.hexdigest()[:_DIGITS]
 
 
-@functools.lru_cache(maxsize=1)
-def git_state() -> tuple[str, bool | None]:
-    """(commit, dirty) of the package's git checkout, read once per process, when this
-    module is imported (so that a long run records the checkout its code was loaded from,
-    not the one at its first save); ("unknown", None) outside one. Changes under
-    ``analysis/results/`` do not make it dirty."""
-    root = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The repository root when the package runs from its checkout (``models/``, ``analysis/``
+and ``tests/`` beside ``bayes_inr/``)."""
+
+
+@functools.lru_cache(maxsize=4)
+def git_state(root: Path = CHECKOUT) -> tuple[str, bool | None]:
+    """(commit, dirty) of the git checkout at ``root`` (default: the package's), read once
+    per process, when this module is imported (so that a long run records the checkout its
+    code was loaded from, not the one at its first save); ("unknown", None) outside one.
+    Any tracked file changed anywhere in the checkout (code, ``models/``, ``analysis/``)
+    makes it dirty, except under ``analysis/results/``."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
