@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..core.atomic import atomic_path
 from ..core.errors import InputError, Interrupted
+from ..core.workers import raise_interrupt
 from ..model.ctmodel import CTModel
 from .guides import sample_params
 
@@ -194,7 +195,7 @@ def _deferred_interrupts(enabled: bool) -> Iterator[Callable[[], bool]]:
 
     def handler(signum, frame):
         if received:
-            raise Interrupted(f"signal {signum}")
+            raise_interrupt(signum, frame)
         received.append(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
