@@ -8,9 +8,10 @@ posterior without its weight prior (exactly so for a pixel grid with isotropic T
 Bayesian TV of :class:`~bayes_inr.inference.methods.BTV`).
 
 A pixel grid starts at those pixel values. A network is first fitted to the TV image by
-least squares (:func:`fit_to_image`, Adam), so that its training on the sinogram starts
-from TV's image instead of from the network's initial weights: a converged TV image beats
-what 1500 steps of training from scratch reach on real CT (``docs/results.md``).
+least squares on random batches of pixels (:func:`fit_to_image`, Adam), so that its
+training on the sinogram starts from TV's image instead of from the network's initial
+weights: a converged TV image beats what 1500 steps of training from scratch reach on real
+CT (``docs/results.md``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ config's ``steps``)."""
 FIT_STEPS = 500
 """Adam steps of :func:`fit_to_image` for a network's start."""
 
+FIT_BATCH = 4096
+"""Pixels drawn at random for each step of :func:`fit_to_image` (a quarter of a 128 x 128
+image): ``analysis/bench_tv_start.py`` measures it against every pixel per step."""
+
 FIT_LR = (1e-2, 1e-3)
 """Learning rate of :func:`fit_to_image`: the first and the last step's (exponential decay)."""
 
@@ -45,24 +50,39 @@ def tv_image(model: CTModel, iterations: int) -> np.ndarray:
                        iterations=iterations, weight=model.tv_weight * model.sigma ** 2)
 
 
-def fit_to_image(inr: INR, params: dict[str, torch.Tensor], image, steps: int = FIT_STEPS
-                 ) -> dict[str, torch.Tensor]:
-    """Weights of ``inr`` fitted from ``params`` to render ``image`` (N, N): ``steps`` Adam
-    steps on the mean squared error, learning rate :data:`FIT_LR`."""
+def fit_to_image(inr: INR, params: dict[str, torch.Tensor], image, steps: int = FIT_STEPS,
+                 batch: int = FIT_BATCH, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Weights of ``inr`` fitted from ``params`` to render ``image`` (N, N).
+
+    ``steps`` Adam steps on the mean squared error over ``batch`` pixels drawn with
+    replacement (generator seeded by ``seed``; every pixel when ``batch`` is at least
+    N * N), learning rate :data:`FIT_LR`. Gradients come from the network's hand-written
+    backward pass (:meth:`~bayes_inr.model.inr.INR.render_vjp`), not autograd.
+    """
     target = torch.as_tensor(np.asarray(image), dtype=inr.embedding.dtype,
-                             device=inr.embedding.device)
-    weights = {name: value.detach().clone().requires_grad_(True)
-               for name, value in params.items()}
+                             device=inr.embedding.device).reshape(-1)
+    weights = {name: value.detach().clone() for name, value in params.items()}
+    for value in weights.values():
+        value.grad = torch.zeros_like(value)
     first, last = FIT_LR
     optim = torch.optim.Adam(weights.values(), lr=first)
     decay = torch.optim.lr_scheduler.ExponentialLR(optim, (last / first) ** (1 / max(steps, 1)))
+    grads = {name: value.grad for name, value in weights.items()}
+    gen = torch.Generator(device=target.device).manual_seed(seed)
+    workspace: dict[str, torch.Tensor] = {}
+    subsample = batch < target.numel()
     for _ in range(steps):
-        optim.zero_grad(set_to_none=True)
-        loss = (inr.render(weights) - target).square().mean()
-        loss.backward()
+        if subsample:
+            index = torch.randint(target.numel(), (batch,), generator=gen, device=target.device)
+            rendered, vjp = inr.at_pixels(index).render_vjp(weights, workspace)
+            residual = rendered - target[index]
+        else:
+            rendered, vjp = inr.render_vjp(weights, workspace)
+            residual = rendered.reshape(-1) - target
+        vjp(residual * (2 / residual.numel()), grads)
         optim.step()
         decay.step()
-    return {name: value.detach() for name, value in weights.items()}
+    return weights
 
 
 def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0
@@ -73,4 +93,4 @@ def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0
     image = tv_image(model, iterations)
     if isinstance(model.inr, PixelGrid):
         return model.inr.params_of(image)
-    return fit_to_image(model.inr, model.init_params(seed), image)
+    return fit_to_image(model.inr, model.init_params(seed), image, seed=seed)

@@ -9,6 +9,7 @@ Pyro model (:mod:`bayes_inr.model.ctmodel`) samples the weights.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,14 @@ class INR:
     def to(self, device=None, dtype=None) -> INR:
         self.embedding = self.embedding.to(device=device, dtype=dtype)
         return self
+
+    def at_pixels(self, index: torch.Tensor) -> INR:
+        """This network on the pixels ``index`` (flat, row-major) only: it renders a
+        vector of their values, and shares everything else with ``self``."""
+        part = copy.copy(self)
+        part.embedding = self.embedding[index]
+        part.shape = (part.embedding.shape[0],)
+        return part
 
     def param_shapes(self) -> dict[str, tuple[tuple[int, ...], int]]:
         """Site name -> (shape, fan_in), input layer first."""
