@@ -354,9 +354,12 @@ Notes.
   weight for the dataset and view count, the network fitted to it, then 500 MCD steps),
   chosen on validation: phantoms models/mcd_20.toml and mcd_5.toml (sweeps mcd_tvstart_p_20,
   mcd_tvstart_5), real CT mcd_real_20.toml and mcd_real_60.toml (sweeps mcd_real_tvstart_20,
-  mcd_real_tvstart_60). BBB takes bbb_20 and bbb_5 (not tuned; bbb_20 at 60 views) and starts
-  from the network's initial weights. MCD with one mask per draw uses the per-pixel row's
-  configuration (chosen on validation for per-pixel masks), not one tuned for itself.
+  mcd_real_tvstart_60). BBB starts at the TV image too, with the guide's initial scale
+  chosen on validation: phantoms at 20 views bbb_20.toml (sweep bbb_tvstart_20), real CT
+  bbb_real_20.toml and bbb_real_60.toml (bbb_real_tvstart_20, _60). At 5 views bbb_5.toml is
+  not tuned and starts from the network's initial weights (1500 steps). MCD with one mask
+  per draw uses the per-pixel row's configuration (chosen on validation for per-pixel
+  masks), not one tuned for itself.
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from bayes_inr.core.errors import InputError
 from bayes_inr.data.sample import phantom_sample
@@ -12,7 +13,7 @@ from bayes_inr.inference.config import FitConfig
 from bayes_inr.inference.fit import fit
 from bayes_inr.inference.method import get_method
 from bayes_inr.inference.single import build_model
-from bayes_inr.inference.tv_start import tv_image, tv_start
+from bayes_inr.inference.tv_start import fit_to_image, tv_image, tv_start
 from bayes_inr.posterior import image_draws
 
 SMALL = {"inference": "mcd", "depth": 2, "width": 32, "omega0": 2.0,
@@ -42,6 +43,28 @@ def test_a_network_starts_at_the_tv_image():
     initial = model.inr.render(model.init_params(0)).detach().numpy()
     assert psnr(fitted, target) > 30  # the network renders TV's image closely ...
     assert psnr(initial, target) < 20  # ... which its initial weights do not
+
+
+def test_a_network_on_some_pixels_renders_those_pixels():
+    model = build_model(phantom_sample(1, 12, 24), FitConfig(**SMALL))
+    params = model.init_params(3)
+    index = torch.tensor([0, 7, 575, 7, 300])
+    whole = model.inr.render(params).reshape(-1)[index]
+    part = model.inr.at_pixels(index)
+    torch.testing.assert_close(part.render(params), whole)
+    torch.testing.assert_close(part.render_vjp(params)[0], whole)
+    assert model.inr.render(params).shape == (24, 24)  # the whole network is unchanged
+
+
+@pytest.mark.parametrize("batch, steps", [(96, 1000), (24 * 24, 300)])
+def test_the_fit_to_the_tv_image_on_pixel_batches(batch, steps):
+    """Batches of a sixth of the pixels render TV's image closely, given more steps; the
+    initial weights do not (negative control)."""
+    model = build_model(phantom_sample(1, 12, 24), FitConfig(**SMALL))
+    target = tv_image(model, 300)
+    weights = fit_to_image(model.inr, model.init_params(0), target, steps=steps, batch=batch)
+    assert psnr(model.inr.render(weights).numpy(), target) > 30
+    assert psnr(model.inr.render(model.init_params(0)).numpy(), target) < 20
 
 
 def test_an_svi_fit_from_init_tv_keeps_the_tv_image():
