@@ -82,7 +82,7 @@ def fit_to_image(inr: INR, params: dict[str, torch.Tensor], image, steps: int = 
         vjp(residual * (2 / residual.numel()), grads)
         optim.step()
         decay.step()
-    return weights
+    return {name: value.detach() for name, value in weights.items()}
 
 
 def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0
