@@ -123,7 +123,8 @@ def test_the_validated_configuration_nearest_a_view_count(method, views, expecte
     ("mcd", 30, "mcd_real_20"), ("mcd", 34, "mcd_real_20"), ("mcd", 35, "mcd_real_60"),
     ("mcd", 60, "mcd_real_60"), ("btv", 20, "btv_real_20"),
     ("mcd", 5, "mcd_5"),  # the nearer view count wins over the data's own family
-    ("bbb", 20, "bbb_20"),  # no real-CT file: the method's own
+    ("bbb", 20, "bbb_real_20"), ("bbb", 60, "bbb_real_60"), ("bbb", 5, "bbb_5"),
+    ("hmc", 20, "hmc_20"),  # no real-CT file: the method's own
 ])
 def test_real_data_take_the_configurations_chosen_on_real_ct(method, views, expected):
     assert validated(method, views, "real") == expected
