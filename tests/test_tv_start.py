@@ -67,6 +67,14 @@ def test_the_fit_to_the_tv_image_on_pixel_batches(batch, steps):
     assert psnr(model.inr.render(model.init_params(0)).numpy(), target) < 20
 
 
+def test_the_fit_to_an_image_checks_its_input():
+    model = build_model(phantom_sample(1, 12, 24), FitConfig(**SMALL))
+    with pytest.raises(InputError, match="batch"):
+        fit_to_image(model.inr, model.init_params(0), np.zeros((24, 24)), batch=0)
+    with pytest.raises(InputError, match="100 pixels"):
+        fit_to_image(model.inr, model.init_params(0), np.zeros((10, 10)))
+
+
 def test_an_svi_fit_from_init_tv_keeps_the_tv_image():
     """A few MCD steps at a small learning rate: from the TV start the posterior mean is
     TV's image; from the network's initial weights it is far from it (negative control)."""

@@ -59,8 +59,13 @@ def fit_to_image(inr: INR, params: dict[str, torch.Tensor], image, steps: int = 
     N * N), learning rate :data:`FIT_LR`. Gradients come from the network's hand-written
     backward pass (:meth:`~bayes_inr.model.inr.INR.render_vjp`), not autograd.
     """
+    if batch < 1:
+        raise InputError(f"fit_to_image needs a batch of at least 1 pixel, got {batch}")
     target = torch.as_tensor(np.asarray(image), dtype=inr.embedding.dtype,
                              device=inr.embedding.device).reshape(-1)
+    if target.numel() != inr.embedding.shape[0]:
+        raise InputError(f"fit_to_image: an image of {target.numel()} pixels for a network "
+                         f"on {inr.embedding.shape[0]}")
     weights = {name: value.detach().clone() for name, value in params.items()}
     for value in weights.values():
         value.grad = torch.zeros_like(value)
