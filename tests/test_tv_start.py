@@ -86,3 +86,26 @@ def test_an_svi_fit_from_init_tv_keeps_the_tv_image():
     assert psnr(mean, target) > 25
     assert psnr(cold, target) < 20
     assert np.isfinite(mean).all()
+
+
+def test_a_start_is_computed_once_per_data_network_and_seed(monkeypatch):
+    """The same model and seed reuse the start (no second TV solve) and get an equal copy;
+    another seed, another sinogram or another network is solved and fitted anew."""
+    from bayes_inr.inference import tv_start as module
+
+    monkeypatch.setattr(module, "_starts", type(module._starts)())
+    solves = []
+    real = module.tv_image
+    monkeypatch.setattr(module, "tv_image", lambda *a: solves.append(1) or real(*a))
+    sample = phantom_sample(1, 12, 24)
+    model = build_model(sample, FitConfig(**SMALL))
+    first = tv_start(model, 100)
+    first["layer0.weight"].zero_()  # a caller's change does not reach the kept start
+    again = tv_start(build_model(sample, FitConfig(**SMALL | {"dropout": 0.2})), 100)
+    assert len(solves) == 1
+    torch.testing.assert_close(again, tv_start(model, 100))
+    assert again["layer0.weight"].abs().sum() > 0
+    tv_start(model, 100, seed=1)
+    tv_start(build_model(phantom_sample(2, 12, 24), FitConfig(**SMALL)), 100)
+    tv_start(build_model(sample, FitConfig(**SMALL | {"width": 16})), 100)
+    assert len(solves) == 4
