@@ -3,7 +3,8 @@
     python analysis/recalibrate_table1.py [--method de2] [--dataset phantoms] [--views 20]
 
 For one fitted row of ``analysis/table1.py`` (profile ``cpu``; ``--method`` is its job: ``de2``
-for DE-2, ``btv`` for Bayesian TV): fits it on every validation image exactly as Table 1 fits
+for DE-2, ``btv`` for Bayesian TV, ``bbb`` for BBB, ``mcd_image`` for MCD with one mask per
+draw): fits it on every validation image exactly as Table 1 fits
 it on test (Table 1's own job, so the same config hash; run files are reused from ``RUNS``
 when their config and data hashes match), calibrates it on those runs
 (:func:`bayes_inr.evaluation.recalibration.calibrate`, split verified against the benchmark),
@@ -45,7 +46,8 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
            ("above_90_object", "above", ".2f"), ("ece_all", "ECE all", ".3f"))
 
 
-METHODS = {"de2": "DE-2", "btv": "Bayesian TV"}
+METHODS = {"de2": "DE-2", "btv": "Bayesian TV", "bbb": "BBB",
+           "mcd_image": table1.MCD_LABELS["image"]}
 """Table 1's job stem -> its row label."""
 
 
@@ -53,7 +55,7 @@ def job_runs(data, dataset: table1.DataSet, views: int, split: str, stem: str) -
     """The run files of Table 1's job ``stem`` (:func:`table1.jobs`) on ``split``, reused
     from ``RUNS`` when their hashes match, else fitted there."""
     profile = table1.PROFILES["cpu"]
-    members = table1.member_configs(views, 2, profile.overrides)
+    members = table1.member_configs(views, 2, profile.overrides, dataset.data)
     paths = []
     for image_id in benchmark_ids(data, split):
         sample = benchmark_sample(data, image_id, views)
@@ -71,7 +73,8 @@ def job_runs(data, dataset: table1.DataSet, views: int, split: str, stem: str) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="de2", choices=sorted(METHODS),
-                        help="Table 1's job: de2 (DE-2) or btv (Bayesian TV)")
+                        help="Table 1's job: " + ", ".join(
+                            f"{stem} ({label})" for stem, label in METHODS.items()))
     parser.add_argument("--dataset", default="phantoms", choices=("phantoms", "real CT"))
     parser.add_argument("--views", type=int, default=20)
     args = parser.parse_args()

@@ -355,11 +355,10 @@ Notes.
   chosen on validation: phantoms models/mcd_20.toml and mcd_5.toml (sweeps mcd_tvstart_p_20,
   mcd_tvstart_5), real CT mcd_real_20.toml and mcd_real_60.toml (sweeps mcd_real_tvstart_20,
   mcd_real_tvstart_60). BBB starts at the TV image too, with the guide's initial scale
-  chosen on validation: phantoms at 20 views bbb_20.toml (sweep bbb_tvstart_20), real CT
-  bbb_real_20.toml and bbb_real_60.toml (bbb_real_tvstart_20, _60). At 5 views bbb_5.toml is
-  not tuned and starts from the network's initial weights (1500 steps). MCD with one mask
-  per draw uses the per-pixel row's configuration (chosen on validation for per-pixel
-  masks), not one tuned for itself.
+  chosen on validation: phantoms bbb_20.toml and bbb_5.toml (sweeps bbb_tvstart_20,
+  bbb_tvstart_5), real CT bbb_real_20.toml and bbb_real_60.toml (bbb_real_tvstart_20, _60).
+  MCD with one mask per draw uses the per-pixel row's configuration (chosen on validation
+  for per-pixel masks), not one tuned for itself.
 """
 
 
@@ -399,11 +398,21 @@ def markdown(rows: list[dict], title: str, wall: float | None = None) -> str:
                     lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     commits = sorted({(r["git_commit"], r["git_dirty"]) for r in rows})
+    runs = run_seconds(rows)
     lines.append("Runs from commit(s) " + ", ".join(
         f"{c}{' (dirty tree)' if d in (1, '1') else ''}" for c, d in commits)
-        + (f"; this table took {wall / 60:.1f} min of wall time in its last sitting."
-           if wall is not None else "."))
+        + f". The {len(runs)} runs behind these rows took {sum(runs.values()) / 60:.1f} min "
+        "(the sum of their recorded times)"
+        + (f"; the last sitting took {wall / 60:.1f} min of wall time." if wall is not None
+           else "."))
     return "\n".join(lines) + "\n" + FOOTNOTES
+
+
+def run_seconds(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """(config hash, data hash) -> recorded seconds of each run behind ``rows``: rows read
+    off one run (an ensemble's DE-N and member rows) count it once."""
+    return {(r["config_hash"], r["data_hash"]): float(r["seconds"]) for r in rows
+            if np.isfinite(float(r["seconds"]))}
 
 
 CSV_KEYS = ["dataset", "split", "views", "image_id", "method", *(k for k, _, _ in COLUMNS),

@@ -73,15 +73,20 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
 def test_table1_markdown_sets_the_paper_alongside_with_footnotes(tmp_path):
     rows = [{"dataset": "phantoms", "split": "test", "views": 20, "image_id": i,
              "method": method, "psnr": 30.0 + i, "ece_object": 0.1, "git_commit": "abc",
-             "git_dirty": 0} for i in (5, 6) for method in ("SIRT", "MCD, per-pixel masks")]
-    rows.append(rows[0] | {"dataset": "real CT", "image_id": 2})
+             "git_dirty": 0, "config_hash": method[:4], "data_hash": f"d{i}", "seconds": 60.0}
+            for i in (5, 6) for method in ("SIRT", "MCD, per-pixel masks", "DE-2")]
+    # the DE-2 rows are read off the runs of the per-pixel rows (the ensemble's member 1)
+    rows = [r | {"config_hash": "MCD,"} if r["method"] == "DE-2" else r for r in rows]
+    rows.append(rows[0] | {"dataset": "real CT", "image_id": 2, "data_hash": "d2"})
     table1.write_tables(rows, tmp_path, "tiny", wall=120.0)
     text = (tmp_path / "table1.md").read_text()
     sirt = next(line for line in text.splitlines() if line.startswith("| 20 | SIRT |"))
     assert "35.50" in sirt and "30.44" in sirt  # our mean, the paper's test PSNR of SIRT
     mcd = next(line for line in text.splitlines() if "MCD, per-pixel masks" in line)
     assert "33.08" in mcd  # the paper's MCD row beside the per-pixel one
-    assert "## real CT, test split" in text and "HMC*" in text and "2.0 min" in text
+    assert "## real CT, test split" in text and "HMC*" in text
+    # 5 runs of a minute each (shared runs count once); the sitting's own wall time
+    assert "The 5 runs behind these rows took 5.0 min" in text and "took 2.0 min" in text
     assert (tmp_path / "table1.csv").read_text().count("\n") == len(rows) + 1
 
 
@@ -118,3 +123,27 @@ def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypat
     assert {key[0] for key in both} == {"one", "two"}
     assert sorted(run("--datasets", "two")) == sorted(both)  # nothing of "one" is lost
     assert [key[0] for key in both] == [key[0] for key in run("--datasets", "two")]
+
+
+@pytest.mark.parametrize("stem", ["de2", "bbb"])
+def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, stem):
+    """The recalibration script's runs are Table 1's own (same config hash) on the real-CT
+    slices too, whose members and BBB take the real-CT configurations."""
+    recalibrate = pytest.importorskip("recalibrate_table1")
+    from bayes_inr.core.provenance import config_hash
+    from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
+
+    real = next(d for d in table1.PROFILES["cpu"].datasets if d.name == "real CT")
+    data = load_benchmark(real.path)
+    seen = []
+    monkeypatch.setattr(table1, "cached",
+                        lambda path, make, settings, sample: seen.append(settings) or (0, 1))
+    recalibrate.job_runs(data, real, 20, "val", stem)
+    profile = table1.PROFILES["cpu"]
+    image_id = benchmark_ids(data, "val")[0]
+    sample = benchmark_sample(data, image_id, 20)
+    members = table1.member_configs(20, 2, profile.overrides, "real")
+    (job,) = [j for j in table1.jobs(sample, real, 20, profile, members, "val") if j.stem == stem]
+    assert config_hash(seen[0]) == config_hash(job.settings)
+    phantom_members = table1.member_configs(20, 2, profile.overrides)
+    assert phantom_members != members  # the phantoms' configurations would be another run
