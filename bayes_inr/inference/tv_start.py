@@ -102,16 +102,16 @@ def fit_to_image(inr: INR, params: dict[str, torch.Tensor], image, steps: int = 
     return {name: value.detach() for name, value in weights.items()}
 
 
-def _start_key(model: CTModel, iterations: int, seed: int) -> str:
-    """A digest of everything :func:`tv_start` computes from: the data, the TV weight, the
-    network (its architecture, embedding and initial weights from ``seed``) and the fit's
-    settings."""
+def _start_key(model: CTModel, iterations: int, seed: int,
+               params: dict[str, torch.Tensor] | None) -> str:
+    """A digest of everything :func:`tv_start` computes from: the data, the TV weight, and
+    a pixel grid's link or a network's architecture, embedding, initial weights ``params``
+    (from ``seed``) and fit settings."""
     digest = hashlib.sha256()
     arrays = [model.sinogram]
-    if isinstance(model.inr, PixelGrid):
+    if params is None:
         settings = ("grid", model.inr.shape, model.inr.link, model.inr.dtype)
     else:
-        params = model.init_params(seed)
         arrays += [model.inr.embedding, *(params[name] for name in sorted(params))]
         settings = (model.inr.arch, FIT_STEPS, FIT_BATCH, FIT_LR, seed)
     for array in arrays:
@@ -131,11 +131,13 @@ def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0
     A start computed earlier in the process from the same inputs is returned again (a
     copy), without solving or fitting.
     """
-    key = _start_key(model, iterations, seed)
+    grid = isinstance(model.inr, PixelGrid)
+    params = None if grid else model.init_params(seed)
+    key = _start_key(model, iterations, seed, params)
     if key not in _starts:
         image = tv_image(model, iterations)
-        _starts[key] = (model.inr.params_of(image) if isinstance(model.inr, PixelGrid)
-                        else fit_to_image(model.inr, model.init_params(seed), image, seed=seed))
+        _starts[key] = (model.inr.params_of(image) if grid
+                        else fit_to_image(model.inr, params, image, seed=seed))
         while len(_starts) > STARTS_KEPT:
             _starts.popitem(last=False)
     _starts.move_to_end(key)
