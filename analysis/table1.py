@@ -21,6 +21,8 @@ where it has one, as the fit command picks them) and were chosen on the validati
 only; the test split is scored once, here.
 
 Every run is saved under ``OUT/runs/`` with its provenance (:mod:`bayes_inr.core.provenance`),
+and every ensemble member under ``OUT/runs/members_DATA_Vv_ID/`` (a DE-10 run reuses the
+members of an earlier DE-5 run of the image, so the table can grow over sittings),
 and every row of ``OUT/table1.csv`` carries the hashes of its run. On a rerun a row is
 kept, or a run file read back, only if its configuration hash and data hash equal the ones
 the run would have now; otherwise the run is made again. An interrupted table resumes, also
@@ -212,8 +214,10 @@ def _whole(idata):
 
 
 def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
-         members: list[FitConfig], split: str) -> list[Job]:
-    """The runs of every method on one image, in table order."""
+         members: list[FitConfig], split: str, store: Path | None = None) -> list[Job]:
+    """The runs of every method on one image, in table order. The ensemble keeps its
+    members in ``store`` (a directory, see :func:`bayes_inr.inference.ensemble.fit_ensemble`),
+    so a larger ensemble of the same image reuses the members fitted for a smaller one."""
     out = []
     for method in BASELINES:
         settings = baseline_settings(method, dataset.path, views)
@@ -243,7 +247,7 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     subsets += [(f"DE-{n}", lambda e, n=n: e.isel(chain=slice(0, n)))
                 for n in ENSEMBLES if n <= len(members)]
     out.append(Job(f"de{len(members)}", ensemble_settings(base, members),
-                   lambda: fit_ensemble(sample, base, members, progress=False),
+                   lambda: fit_ensemble(sample, base, members, progress=False, store=store),
                    tuple(subsets)))
     if dataset.hmc and split == "test":
         hmc = model_config("hmc", views, {**profile.overrides, **profile.hmc_overrides})
@@ -264,7 +268,8 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
     key = (dataset.name, split, views, image_id)
     want = {"data_hash": sample_hash(sample)}
     rows = []
-    for job in jobs(sample, dataset, views, profile, members, split):
+    store = runs / f"members_{dataset.key}_{views}v_{image_id}"
+    for job in jobs(sample, dataset, views, profile, members, split, store):
         want["config_hash"] = config_hash(job.settings)
         earlier = [done.get((*key, label)) for label, _ in job.rows]
         if all(row is not None and all(row.get(k) == v for k, v in want.items())

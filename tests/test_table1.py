@@ -1,6 +1,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bayes_inr import posterior
@@ -68,6 +69,28 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
                      table1.member_configs(20, 2, TINY | {"steps": 6}))
     later = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")}
     assert all(later[name] != now[name] for name in files)
+
+
+def test_table1_larger_ensemble_reuses_the_members_of_a_smaller_one(tmp_path):
+    dataset = table1.DataSet("unused", "phantoms", "phantom", (20,), "fine")
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1)
+    sample = phantom_sample(5, 20, 16)
+    table1.run_image(sample, dataset, 20, 5, profile, tmp_path,
+                     table1.member_configs(20, 2, TINY))
+    store = tmp_path / "members_phantom_20v_5"
+    kept = {p.name: p.stat().st_mtime_ns for p in store.glob("*.nc")}
+    assert sorted(kept) == ["member0.nc", "member1.nc"]
+    rows = table1.run_image(sample, dataset, 20, 5, profile, tmp_path,
+                            table1.member_configs(20, 3, TINY))
+    now = {p.name: p.stat().st_mtime_ns for p in store.glob("*.nc")}
+    assert sorted(now) == ["member0.nc", "member1.nc", "member2.nc"]
+    assert all(now[name] == kept[name] for name in kept)  # read back, not refitted
+    small = posterior.load(tmp_path / "de2_phantom_20v_5.nc")
+    large = posterior.load(tmp_path / "de3_phantom_20v_5.nc")
+    np.testing.assert_array_equal(posterior.image_draws(large.isel(chain=[0, 1])),
+                                  posterior.image_draws(small))
+    de2 = [r for r in rows if r["method"] == "DE-2"]
+    assert len(de2) == 1 and de2[0]["config_hash"] == posterior.run_attrs(large)["config_hash"]
 
 
 def test_table1_markdown_sets_the_paper_alongside_with_footnotes(tmp_path):
