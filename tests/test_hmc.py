@@ -18,6 +18,7 @@ from bayes_inr.inference.config import FitConfig
 from bayes_inr.inference.fit import fit
 from bayes_inr.inference.single import build_model
 from bayes_inr.model.priors import PRIORS, Laplace, Normal, PerLayer, as_prior
+from bayes_inr.physics.radon import projection_matrix
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -234,6 +235,44 @@ def test_whitened_draws_are_chi_squared():
     assert abs(value - dim) > 4 * se, (value, se, dim)  # about dim / 1.2
 
 
+def test_gauss_newton_mass_matrix_samples_the_exact_posterior():
+    """With the dense mass matrix of the Gauss-Newton precision (the exact precision here)
+    NUTS passes the chi-squared check, and the tempered potential still fails it."""
+    sample = phantom_sample(0, 4, 16)
+    value, se, dim = whitened_norms(sample, mass_matrix="gauss_newton")
+    assert abs(value - dim) < 4 * se, (value, se, dim)
+    value, se, dim = whitened_norms(sample, temper=1.2, mass_matrix="gauss_newton")
+    assert abs(value - dim) > 4 * se, (value, se, dim)
+
+
+def test_gauss_newton_precision_is_the_laplace_precision(sample16):
+    """On a linear-Gaussian model it is the exact posterior precision; on a network with a
+    sigmoid head it is J^T J / sigma^2 + diag(1 / prior variance) with J from autograd."""
+    potential = hmc.FlatPotential(build_model(sample16, FitConfig(inference="nuts", **EXACT)))
+    _, chol = hmc.exact_parameter_posterior(potential)
+    theta = potential.initial(3)
+    exact = chol @ chol.T
+    np.testing.assert_allclose(hmc.gauss_newton_precision(potential, theta).numpy(), exact,
+                               rtol=1e-5, atol=1e-6 * np.abs(exact).max())
+    config = FitConfig(inference="nuts", head="sigmoid", prior="fan_in_normal:0.2",
+                       **TINY | {"sigma": 0.05})
+    model = build_model(sample16, config)
+    potential = hmc.FlatPotential(model)
+    theta = potential.initial(1)
+    a = torch.from_numpy(projection_matrix(model.operator.geometry,
+                                           model.operator.projector).toarray()).float()
+    jac = torch.autograd.functional.jacobian(
+        lambda t: a @ model.inr.render(potential.unflatten(t)).reshape(-1), theta).double()
+    prior = torch.cat([d.variance.reshape(-1) for d in potential.priors.values()]).double()
+    expected = (jac.T @ jac / 0.05 ** 2 + torch.diag(1 / prior)).numpy()
+    tolerance = {"rtol": 1e-4, "atol": 1e-5 * float(np.abs(expected).max())}
+    got = hmc.gauss_newton_precision(potential, theta).numpy()
+    np.testing.assert_allclose(got, expected, **tolerance)
+    scaled = hmc.FlatPotential(build_model(sample16, config.replace(sigma=0.06)))
+    assert not np.allclose(hmc.gauss_newton_precision(scaled, theta).numpy(), expected,
+                           **tolerance)  # the check sees a 20 % change of sigma
+
+
 def test_hmc_without_its_metropolis_step_fails_the_chi_squared_check(monkeypatch):
     """The negative control of the accept/reject step: HMC (3 leapfrog steps, step size
     adapted to an acceptance of 0.65) passes the chi-squared check; the same sampler that
@@ -277,10 +316,12 @@ def test_hmc_keeps_its_step_count_and_records_stats(sample16):
     np.testing.assert_allclose(post["sigma"].values[0, -1], last["log_sigma"].exp(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kernel", ["nuts", "hmc"])
-def test_interrupted_run_resumes_to_the_same_draws(sample16, tmp_path, monkeypatch, kernel):
+@pytest.mark.parametrize("kernel, mass", [("nuts", "diag"), ("hmc", "diag"),
+                                          ("nuts", "gauss_newton")])
+def test_interrupted_run_resumes_to_the_same_draws(sample16, tmp_path, monkeypatch, kernel,
+                                                   mass):
     config = FitConfig(inference=kernel, chains=2, checkpoint_every=2, save_params=True,
-                       init="prior", **TINY)
+                       init="prior", mass_matrix=mass, **TINY)
     whole = fit(sample16, config, progress=False)
     path = tmp_path / "run.nc"
     kept = {"n": 0}

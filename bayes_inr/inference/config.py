@@ -13,6 +13,7 @@ from ..model.catalog import resolve
 from ..model.ctmodel import DROPOUT_SCOPES
 from ..model.inr import Architecture
 from ..model.priors import as_prior
+from .mcmc.settings import MASS_MATRICES
 from .method import get_method, method_names, methods_help
 
 MODELS = ("inr", "gop")
@@ -80,6 +81,9 @@ class FitConfig:
     max_tree_depth: int = _field(8, "nuts: maximum tree depth (at most 2^depth - 1 leapfrog "
                                  "steps per transition; a run saturating it is warned about)")
     target_accept: float = _field(0.8, "hmc/nuts: target acceptance probability of warmup")
+    mass_matrix: str = _field("diag", "hmc/nuts: diag (adapted in warmup) or gauss_newton "
+                              "(dense and fixed: the inverse Gauss-Newton precision at each "
+                              "chain's start; warmup adapts the step size only)")
     save_params: bool = _field(False, "hmc/nuts: store the parameter draws in the posterior group")
     checkpoint_every: int = _field(100, "hmc/nuts: write the output file every this many "
                                    "kept draws; map/bbb/mcd: write the training state to "
@@ -98,6 +102,7 @@ class FitConfig:
         check_choice("model", self.model, MODELS)
         check_choice("dropout_scope", self.dropout_scope, DROPOUT_SCOPES)
         check_choice("tv_units", self.tv_units, TV_UNITS)
+        check_choice("mass_matrix", self.mass_matrix, MASS_MATRICES)
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         check_choice("member_inference", self.member_inference, method_names(member=True))

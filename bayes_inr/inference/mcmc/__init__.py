@@ -5,7 +5,8 @@ gradient on one flat vector), :mod:`.settings` (sampler settings, chain seeds),
 :mod:`.state` (a chain's kept draws and the state it continues from), :mod:`.kernels`
 (Pyro's HMC/NUTS with statistics and restarts: the only module that touches Pyro's
 private attributes), :mod:`.run` (chains, checkpoints, resume, InferenceData),
-:mod:`.init` (start points), :mod:`.exact` (the exact posterior of a linear-Gaussian
+:mod:`.init` (start points), :mod:`.precondition` (a dense mass matrix from the
+Gauss-Newton curvature), :mod:`.exact` (the exact posterior of a linear-Gaussian
 model, a check) and :mod:`.summary` (R-hat, ESS, divergences as text).
 
 This package re-exports their public names, the API that ``bayes_inr.inference.single``
@@ -16,6 +17,7 @@ from .exact import exact_parameter_posterior, exact_posterior
 from .init import initial_points, last_draws
 from .kernels import STATS, make_kernel
 from .potential import RENDER_CHUNK, SITE, FlatPotential
+from .precondition import gauss_newton_precision, inverse_mass
 from .run import STATE_PREFIX, MCMCRun
 from .settings import KERNELS, MCMCSettings, chain_seed
 from .state import Chain, ChainState
@@ -23,5 +25,6 @@ from .summary import diagnostics
 
 __all__ = ["KERNELS", "RENDER_CHUNK", "SITE", "STATE_PREFIX", "STATS", "Chain", "ChainState",
            "FlatPotential", "MCMCRun", "MCMCSettings", "chain_seed", "diagnostics",
-           "exact_parameter_posterior", "exact_posterior", "initial_points", "last_draws",
+           "exact_parameter_posterior", "exact_posterior", "gauss_newton_precision",
+           "initial_points", "inverse_mass", "last_draws",
            "make_kernel"]

@@ -97,13 +97,18 @@ class _NUTS(_Recorder, NUTS):
     """Pyro's NUTS (multinomial sampling) with statistics."""
 
 
-def make_kernel(settings: MCMCSettings, potential: FlatPotential, state: ChainState | None = None):
-    """The Pyro kernel of ``settings``; with ``state``, restarted there without adaptation."""
+def make_kernel(settings: MCMCSettings, potential: FlatPotential, state: ChainState | None = None,
+                dense_inverse_mass: torch.Tensor | None = None):
+    """The Pyro kernel of ``settings``; with ``state``, restarted there without adaptation.
+    With ``dense_inverse_mass`` (dim, dim) the mass matrix is that one, fixed (warmup adapts
+    the step size only)."""
     adapt = state is None and settings.warmup > 0
+    dense = dense_inverse_mass is not None
     common = {"step_size": state.step_size if state else settings.step_size,
-              "adapt_step_size": adapt, "adapt_mass_matrix": adapt,
-              "target_accept_prob": settings.target_accept,
-              "inverse_mass": state.inverse_mass if state else None}
+              "adapt_step_size": adapt, "adapt_mass_matrix": adapt and not dense,
+              "full_mass": dense, "target_accept_prob": settings.target_accept,
+              "inverse_mass": dense_inverse_mass if dense
+              else state.inverse_mass if state else None}
     if settings.kernel == "nuts":
         return _NUTS(potential, max_tree_depth=settings.max_tree_depth, **common)
     return _HMC(potential, num_steps=settings.num_steps,

@@ -30,6 +30,7 @@ from ...core.errors import InputError
 from ...core.workers import run_tasks
 from .kernels import STATS, make_kernel
 from .potential import SITE, FlatPotential
+from .precondition import inverse_mass
 from .settings import MCMCSettings, chain_seed
 from .state import Chain, ChainState
 
@@ -160,19 +161,21 @@ class MCMCRun:
         dim, chains = self.potential.dim, self.chains
         # the sampler's state is float64 (Pyro takes its dtype from the potential's value)
         theta = np.full((len(chains), dim), np.nan, np.float64)
-        inverse_mass = np.full((len(chains), dim), np.nan, np.float64)
+        diagonal = np.full((len(chains), dim), np.nan, np.float64)
         step_size = np.full(len(chains), np.nan)
         rng = np.zeros((len(chains), torch.get_rng_state().numel()), np.uint8)
         for i, chain in enumerate(chains):
             if chain.state is not None:
                 theta[i] = chain.state.theta.cpu().numpy()
-                inverse_mass[i] = chain.state.inverse_mass.cpu().numpy()
+                # a dense mass matrix is rebuilt from the start on resume: its diagonal
+                mass = chain.state.inverse_mass
+                diagonal[i] = (mass.diagonal() if mass.ndim == 2 else mass).cpu().numpy()
                 step_size[i] = chain.state.step_size
                 rng[i] = chain.state.rng.numpy()
         out = {"init": (("mcmc_chain", "param"), torch.stack(
                    [chain.init for chain in chains]).cpu().numpy()),
                "theta": (("mcmc_chain", "param"), theta),
-               "inverse_mass": (("mcmc_chain", "param"), inverse_mass),
+               "inverse_mass": (("mcmc_chain", "param"), diagonal),
                "step_size": (("mcmc_chain",), step_size),
                "rng": (("mcmc_chain", "rng_byte"), rng),
                "draws": (("mcmc_chain",), np.array([c.draws for c in chains], np.int64)),
@@ -253,7 +256,9 @@ def run_chain(potential: FlatPotential, settings: MCMCSettings, index: int, chai
     else:
         pyro.set_rng_seed(chain_seed(s.seed, index))
         start, warmup = chain.init, s.warmup
-    kernel = make_kernel(s, potential, chain.state)
+    # a dense mass matrix is a function of the chain's start: a resumed chain rebuilds it
+    dense = inverse_mass(potential, chain.init) if s.mass_matrix == "gauss_newton" else None
+    kernel = make_kernel(s, potential, chain.state, dense)
 
     def hook(kernel, params, stage, i):
         if stage.startswith("Sample") and (i + 1) % s.thin == 0:

@@ -1,7 +1,10 @@
 """Sampler settings of HMC/NUTS and the chains' RNG seeds.
 
 Warmup adapts the step size (dual averaging) and a diagonal mass matrix (Stan's
-windows); ``warmup = 0`` samples with the given step size and a unit mass matrix.
+windows); ``warmup = 0`` samples with the given step size and a unit mass matrix. With
+``mass_matrix = "gauss_newton"`` the mass matrix is instead dense and fixed: the inverse
+of the Gauss-Newton precision at the chain's start (:mod:`.precondition`), and warmup
+adapts the step size only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from ...core.errors import InputError, check_choice
 
 KERNELS = ("hmc", "nuts")
+MASS_MATRICES = ("diag", "gauss_newton")
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,14 @@ class MCMCSettings:
     trajectory_length: float = 0.0
     max_tree_depth: int = 8
     target_accept: float = 0.8
+    mass_matrix: str = "diag"
     seed: int = 0
     checkpoint_every: int = 100
     save_params: bool = False
 
     def __post_init__(self):
         check_choice("kernel", self.kernel, KERNELS)
+        check_choice("mass_matrix", self.mass_matrix, MASS_MATRICES)
         for name in ("draws", "thin", "chains", "max_tree_depth", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
