@@ -64,8 +64,8 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     theta = theta.detach().to(potential.device, potential.dtype)
     params = potential.unflatten(theta)
     _, vjp = model.inr.render_vjp(params, {})
-    a, at = potential.model.operator.matrices
-    m = a.shape[0]
+    at = model.operator.matrices[1]
+    m = at.shape[1]
     jacobian = torch.empty(m, nw, dtype=potential.dtype, device=potential.device)
     flat = torch.empty(potential.dim, dtype=potential.dtype, device=potential.device)
     sites = potential.unflatten(flat)  # views of ``flat``: vjp writes a row of J into it

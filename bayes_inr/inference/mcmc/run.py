@@ -161,21 +161,19 @@ class MCMCRun:
         dim, chains = self.potential.dim, self.chains
         # the sampler's state is float64 (Pyro takes its dtype from the potential's value)
         theta = np.full((len(chains), dim), np.nan, np.float64)
-        diagonal = np.full((len(chains), dim), np.nan, np.float64)
+        inverse_mass = np.full((len(chains), dim), np.nan, np.float64)
         step_size = np.full(len(chains), np.nan)
         rng = np.zeros((len(chains), torch.get_rng_state().numel()), np.uint8)
         for i, chain in enumerate(chains):
             if chain.state is not None:
                 theta[i] = chain.state.theta.cpu().numpy()
-                # a dense mass matrix is rebuilt from the start on resume: its diagonal
-                mass = chain.state.inverse_mass
-                diagonal[i] = (mass.diagonal() if mass.ndim == 2 else mass).cpu().numpy()
+                inverse_mass[i] = chain.state.inverse_mass.cpu().numpy()
                 step_size[i] = chain.state.step_size
                 rng[i] = chain.state.rng.numpy()
         out = {"init": (("mcmc_chain", "param"), torch.stack(
                    [chain.init for chain in chains]).cpu().numpy()),
                "theta": (("mcmc_chain", "param"), theta),
-               "inverse_mass": (("mcmc_chain", "param"), diagonal),
+               "inverse_mass": (("mcmc_chain", "param"), inverse_mass),
                "step_size": (("mcmc_chain",), step_size),
                "rng": (("mcmc_chain", "rng_byte"), rng),
                "draws": (("mcmc_chain",), np.array([c.draws for c in chains], np.int64)),

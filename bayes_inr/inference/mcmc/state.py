@@ -28,14 +28,17 @@ class ChainState:
     theta: torch.Tensor
     step_size: float
     inverse_mass: torch.Tensor
+    """The diagonal of the inverse mass matrix (dim,) (of a dense one, only its diagonal)."""
     rng: torch.Tensor
     rng_cuda: torch.Tensor | None = None
 
     @classmethod
     def capture(cls, theta: torch.Tensor, kernel) -> ChainState:
         cuda = theta.device.type == "cuda"
-        return cls(theta.detach().clone(), float(kernel.step_size),
-                   kernel.inverse_mass_matrix[(SITE,)], torch.get_rng_state(),
+        mass = kernel.inverse_mass_matrix[(SITE,)]
+        if mass.ndim == 2:  # a dense mass matrix is rebuilt from the chain's start on resume
+            mass = mass.diagonal().clone()
+        return cls(theta.detach().clone(), float(kernel.step_size), mass, torch.get_rng_state(),
                    torch.cuda.get_rng_state(theta.device) if cuda else None)
 
     def restore_rng(self, device: torch.device) -> None:
