@@ -99,14 +99,14 @@ class Profile:
 
 
 PROFILES = {
-    # 128 x 128 on a 2-core CPU: the models/ budgets, the test split, two ensemble members
-    # fitted side by side; phantoms at 5 and 20 views (noiseless, sinograms from a 2x
+    # 128 x 128 on a 2-core CPU: the models/ budgets, the test split, ten ensemble members
+    # (DE-2, DE-5, DE-10), two fitted side by side; phantoms at 5 and 20 views (noiseless, sinograms from a 2x
     # finer grid) and the real CT test slices at 20 and 60 views (40 dB). HMC waits for
     # a converging recipe (the old one-chain transient is not a reference).
     "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine"),
                     DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
                             data="real")),
-                   splits=("test",), members=2),
+                   splits=("test",), members=10),
     # the paper's protocol: 256 x 256, sinograms made with the reconstruction operator,
     # no noise (python -m bayes_inr.data --size 256 --protocol same); longer training
     "paper": Profile((DataSet("data/benchmark_256.nc", "phantoms", "phantom", (20, 5), "same",
@@ -345,7 +345,9 @@ Notes.
 - MCD, per-pixel masks: the authors' `F.dropout` on a batch of coordinates (noise injection
   around one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask
   per draw: the Gal and Ghahramani posterior (one function per draw), the same
-  configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members.
+  configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members
+  (one configuration, seeds seed + k; the paper's ensembles took the top N configurations
+  of a sweep).
 - Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
   (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
   dataset and view count, so that its mode is the TV row's image; sigma chosen on validation
