@@ -43,7 +43,7 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
 
     Parameters
     ----------
-    potential : FlatPotential
+    potential : ~bayes_inr.inference.mcmc.potential.FlatPotential
         The potential of an INR model (the network's vector-Jacobian product builds ``J``).
     theta : torch.Tensor
         One flat parameter vector (dim,).
