@@ -100,9 +100,9 @@ class Profile:
 
 PROFILES = {
     # 128 x 128 on a 2-core CPU: the models/ budgets, the test split, ten ensemble members
-    # (DE-2, DE-5, DE-10), two fitted side by side; phantoms at 5 and 20 views (noiseless, sinograms from a 2x
-    # finer grid) and the real CT test slices at 20 and 60 views (40 dB). HMC waits for
-    # a converging recipe (the old one-chain transient is not a reference).
+    # (DE-2, DE-5, DE-10), two fitted side by side; phantoms at 5 and 20 views (noiseless,
+    # sinograms from a 2x finer grid) and the real CT test slices at 20 and 60 views (40 dB).
+    # HMC waits for a converging recipe (the old one-chain transient is not a reference).
     "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine"),
                     DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
                             data="real")),

@@ -268,6 +268,10 @@ def test_gauss_newton_precision_is_the_laplace_precision(sample16):
     tolerance = {"rtol": 1e-4, "atol": 1e-5 * float(np.abs(expected).max())}
     got = hmc.gauss_newton_precision(potential, theta).numpy()
     np.testing.assert_allclose(got, expected, **tolerance)
+    for bad, match in ((config.replace(width=128), "at most"),
+                       (FitConfig(inference="nuts", model="gop", head="sigmoid"), "not gop")):
+        with pytest.raises(InputError, match=match):
+            hmc.gauss_newton_precision(hmc.FlatPotential(build_model(sample16, bad)), theta)
     scaled = hmc.FlatPotential(build_model(sample16, config.replace(sigma=0.06)))
     assert not np.allclose(hmc.gauss_newton_precision(scaled, theta).numpy(), expected,
                            **tolerance)  # the check sees a 20 % change of sigma

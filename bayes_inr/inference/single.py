@@ -302,6 +302,8 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
     record, out, start, progress = run.record, run.out, run.start, run.progress
     potential = mcmc.FlatPotential(model)
     settings = mcmc.MCMCSettings.from_config(config, kernel=method.kernel)
+    if settings.mass_matrix == "gauss_newton":
+        mcmc.check_dense(potential)  # before the start points' MAP fits
     if resume is not None:
         check_resumable(posterior.config(resume), record)
         sampler = mcmc.MCMCRun.from_inference_data(potential, settings, resume)

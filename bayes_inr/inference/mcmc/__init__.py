@@ -17,14 +17,14 @@ from .exact import exact_parameter_posterior, exact_posterior
 from .init import initial_points, last_draws
 from .kernels import STATS, make_kernel
 from .potential import RENDER_CHUNK, SITE, FlatPotential
-from .precondition import gauss_newton_precision, inverse_mass
+from .precondition import check_dense, gauss_newton_precision, inverse_mass
 from .run import STATE_PREFIX, MCMCRun
 from .settings import KERNELS, MCMCSettings, chain_seed
 from .state import Chain, ChainState
 from .summary import diagnostics
 
 __all__ = ["KERNELS", "RENDER_CHUNK", "SITE", "STATE_PREFIX", "STATS", "Chain", "ChainState",
-           "FlatPotential", "MCMCRun", "MCMCSettings", "chain_seed", "diagnostics",
+           "FlatPotential", "MCMCRun", "MCMCSettings", "chain_seed", "check_dense", "diagnostics",
            "exact_parameter_posterior", "exact_posterior", "gauss_newton_precision",
            "initial_points", "inverse_mass", "last_draws",
            "make_kernel"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from ...core.errors import InputError
+from ...model.inr import INR
 from .potential import FlatPotential
 
 MAX_DIM = 12_000
@@ -51,15 +52,10 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     Raises
     ------
     InputError
-        For more than :data:`MAX_DIM` parameters, a grid-of-pixels model, or a weight
-        prior without a finite variance.
+        Where :func:`check_dense` does.
     """
+    check_dense(potential)
     model = potential.model
-    if potential.dim > MAX_DIM:
-        raise InputError(f"a dense mass matrix needs at most {MAX_DIM} parameters; this model "
-                         f"has {potential.dim} (use mass_matrix diag)")
-    if not hasattr(model.inr, "render_vjp"):
-        raise InputError("mass_matrix gauss_newton needs a network model (inr), not gop")
     nw = potential.n_weights
     theta = theta.detach().to(potential.device, potential.dtype)
     params = potential.unflatten(theta)
@@ -86,6 +82,18 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     if model.infer_sigma:
         precision[-1, -1] = 2 * m + 1
     return precision
+
+
+def check_dense(potential: FlatPotential) -> None:
+    """Raise :class:`InputError` unless ``potential`` can have a dense Gauss-Newton mass
+    matrix: at most :data:`MAX_DIM` parameters, a network (not a pixel grid), and weight
+    priors with a finite variance. Cheap: a run calls it before any work."""
+    if potential.dim > MAX_DIM:
+        raise InputError(f"a dense mass matrix needs at most {MAX_DIM} parameters; this model "
+                         f"has {potential.dim} (use mass_matrix diag)")
+    if not isinstance(potential.model.inr, INR):
+        raise InputError("mass_matrix gauss_newton needs a network model (inr), not gop")
+    _prior_precision(potential)
 
 
 def _prior_precision(potential: FlatPotential) -> torch.Tensor:
