@@ -456,6 +456,8 @@ def main() -> None:
         check_output_dir(args.out)
     except InputError as err:
         parser.exit(2, f"error: {err}\n")
+    if args.members is not None and args.members < 1:
+        parser.exit(2, f"error: --members must be at least 1, got {args.members}\n")
     profile = PROFILES[args.profile]
     if args.threads:
         profile = dataclasses.replace(profile, overrides=profile.overrides

@@ -107,8 +107,8 @@ def make_kernel(settings: MCMCSettings, potential: FlatPotential, state: ChainSt
     common = {"step_size": state.step_size if state else settings.step_size,
               "adapt_step_size": adapt, "adapt_mass_matrix": adapt and not dense,
               "full_mass": dense, "target_accept_prob": settings.target_accept,
-              "inverse_mass": dense_inverse_mass if dense
-              else state.inverse_mass if state else None}
+              "inverse_mass": dense_inverse_mass if dense else getattr(state, "inverse_mass",
+                                                                       None)}
     if settings.kernel == "nuts":
         return _NUTS(potential, max_tree_depth=settings.max_tree_depth, **common)
     return _HMC(potential, num_steps=settings.num_steps,

@@ -54,7 +54,7 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     InputError
         Where :func:`check_dense` does.
     """
-    check_dense(potential)
+    _check_network(potential)
     model = potential.model
     nw = potential.n_weights
     theta = theta.detach().to(potential.device, potential.dtype)
@@ -62,7 +62,7 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     _, vjp = model.inr.render_vjp(params, {})
     at = model.operator.matrices[1]
     m = at.shape[1]
-    jacobian = torch.empty(m, nw, dtype=potential.dtype, device=potential.device)
+    jacobian = torch.empty(m, nw, dtype=torch.float64, device=potential.device)
     flat = torch.empty(potential.dim, dtype=potential.dtype, device=potential.device)
     sites = potential.unflatten(flat)  # views of ``flat``: vjp writes a row of J into it
     for start in range(0, m, ROWS_PER_PASS):
@@ -73,7 +73,6 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
         for k in range(stop - start):
             vjp(images[k], sites)
             jacobian[start + k] = flat[:nw]
-    jacobian = jacobian.double()
     precision = torch.zeros(potential.dim, potential.dim, dtype=torch.float64,
                             device=potential.device)
     sigma = model.sigma if not model.infer_sigma else float(theta[-1].double().exp())
@@ -88,12 +87,17 @@ def check_dense(potential: FlatPotential) -> None:
     """Raise :class:`InputError` unless ``potential`` can have a dense Gauss-Newton mass
     matrix: at most :data:`MAX_DIM` parameters, a network (not a pixel grid), and weight
     priors with a finite variance. Cheap: a run calls it before any work."""
+    _check_network(potential)
+    _prior_precision(potential)
+
+
+def _check_network(potential: FlatPotential) -> None:
+    """The size and model checks of :func:`check_dense`."""
     if potential.dim > MAX_DIM:
         raise InputError(f"a dense mass matrix needs at most {MAX_DIM} parameters; this model "
                          f"has {potential.dim} (use mass_matrix diag)")
     if not isinstance(potential.model.inr, INR):
         raise InputError("mass_matrix gauss_newton needs a network model (inr), not gop")
-    _prior_precision(potential)
 
 
 def _prior_precision(potential: FlatPotential) -> torch.Tensor:
