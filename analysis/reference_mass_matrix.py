@@ -2,7 +2,8 @@
 
     python analysis/reference_mass_matrix.py      # about 20 min on a 2-core CPU
 
-One chain of ``models/hmc_reference.toml`` on validation phantom 0 of
+One chain of ``models/hmc_reference.toml`` with a width-64, depth-1 ReLU network and the
+exact TV (:data:`DEPTH1`) on validation phantom 0 of
 ``data/reference_64.nc`` from the MAP fit of seed 0, 100 warmup transitions and 40 kept
 draws, for the adapted diagonal mass matrix and the dense Gauss-Newton one
 (:mod:`bayes_inr.inference.mcmc.precondition`): with the recipe's TV factor and without it,
@@ -37,13 +38,17 @@ RUNS = [("diag", 15.0, 2000), ("gauss_newton", 15.0, 2000), ("gauss_newton", 0.0
         ("diag", 15.0, 20000), ("gauss_newton", 15.0, 20000)]
 """(mass matrix, TV factor, Adam steps of the MAP start): the recipe's, and variants."""
 WARMUP, DRAWS = 100, 40
+DEPTH1 = {"depth": 1, "width": 64, "n_features": 0, "omega0": 2.0, "activation": "relu",
+          "tv_smoothing": 0.0, "max_tree_depth": 7}
+"""The network, exact TV and tree depth of the measured runs: the reference recipe's until
+it became a depth-0 read-out with a smoothed TV (``models/hmc_reference.toml`` says why)."""
 
 
 def probe(sample, mass: str, tv_weight: float, steps: int) -> dict:
     """One chain's statistics under ``mass`` and ``tv_weight`` from a MAP of ``steps``."""
     config = load_config("models/hmc_reference.toml", chains=1, workers=1, warmup=WARMUP,
                          draws=DRAWS, mass_matrix=mass, tv_weight=tv_weight, steps=steps,
-                         threads=2)
+                         threads=2, **DEPTH1)
     start = time.perf_counter()
     idata = fit(sample, config, progress=False)
     seconds = time.perf_counter() - start

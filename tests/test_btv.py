@@ -37,6 +37,26 @@ def test_isotropic_tv_of_a_ramp_is_its_closed_form():
     assert total_variation(ramp).item() == pytest.approx(2 * n * (n - 1) * 0.035, rel=1e-9)
 
 
+def test_smoothed_tv_of_a_ramp_is_its_closed_form():
+    """With smoothing eps every |d| (anisotropic) or gradient length (isotropic) t becomes
+    sqrt(t^2 + eps^2) - eps, exactly; the exact anisotropic TV is the limit eps -> 0."""
+    n, a, b, eps = 9, 0.03, -0.04, 0.02
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    ramp = a * i.double() + b * j.double()
+
+    def smooth(t):
+        return np.sqrt(t ** 2 + eps ** 2) - eps
+
+    anisotropic = n * (n - 1) * (smooth(a) + smooth(b))
+    isotropic = (n - 1) ** 2 * smooth(np.hypot(a, b)) + (n - 1) * (smooth(a) + smooth(b))
+    assert total_variation(ramp, "anisotropic", eps).item() == pytest.approx(anisotropic,
+                                                                             rel=1e-12)
+    assert total_variation(ramp, "isotropic", eps).item() == pytest.approx(isotropic, rel=1e-12)
+    assert total_variation(ramp, "anisotropic", 1e-9).item() == pytest.approx(
+        total_variation(ramp).item(), abs=2 * n * (n - 1) * 1e-9)
+    assert anisotropic < total_variation(ramp).item() - 1.0  # the smoothing is not a no-op
+
+
 def test_isotropic_tv_is_the_baselines():
     image = torch.rand(2, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for k in range(2):

@@ -17,6 +17,7 @@ from bayes_inr.inference import mcmc as hmc
 from bayes_inr.inference.config import FitConfig
 from bayes_inr.inference.fit import fit
 from bayes_inr.inference.single import build_model
+from bayes_inr.model.ctmodel import total_variation
 from bayes_inr.model.priors import PRIORS, Laplace, Normal, PerLayer, as_prior
 from bayes_inr.physics.radon import projection_matrix
 
@@ -275,6 +276,31 @@ def test_gauss_newton_precision_is_the_laplace_precision(sample16):
     scaled = hmc.FlatPotential(build_model(sample16, config.replace(sigma=0.06)))
     assert not np.allclose(hmc.gauss_newton_precision(scaled, theta).numpy(), expected,
                            **tolerance)  # the check sees a 20 % change of sigma
+
+
+def test_gauss_newton_precision_includes_a_smoothed_tv(sample16):
+    """With a linear read-out (data and image differences linear in the weights) the
+    Gauss-Newton precision of a Charbonnier-smoothed TV factor is the potential's exact
+    Hessian; the same model with the exact TV (no curvature in G) misses it."""
+    config = FitConfig(inference="nuts", **EXACT | {"tv_weight": 3.0, "tv_smoothing": 0.05})
+    model = build_model(sample16, config)
+    potential = hmc.FlatPotential(model)
+    theta = potential.initial(2)
+    a = torch.from_numpy(projection_matrix(model.operator.geometry,
+                                           model.operator.projector).toarray()).float()
+
+    def curved_terms(t):  # the potential less its terms linear in theta
+        image = model.inr.render(potential.unflatten(t))
+        return ((a @ image.reshape(-1)).square().sum() / (2 * 0.2 ** 2) + 0.5 * t.square().sum()
+                + 3.0 * total_variation(image, "anisotropic", 0.05))
+
+    expected = torch.autograd.functional.hessian(curved_terms, theta).double().numpy()
+    tolerance = {"rtol": 1e-3, "atol": 1e-4 * float(np.abs(expected).max())}
+    got = hmc.gauss_newton_precision(potential, theta).numpy()
+    np.testing.assert_allclose(got, expected, **tolerance)
+    exact_tv = hmc.FlatPotential(build_model(sample16, config.replace(tv_smoothing=0.0)))
+    assert not np.allclose(hmc.gauss_newton_precision(exact_tv, theta).numpy(), expected,
+                           **tolerance)
 
 
 def test_hmc_without_its_metropolis_step_fails_the_chi_squared_check(monkeypatch):

@@ -52,6 +52,10 @@ class FitConfig:
                            "posterior's factor exp(-tv_weight TV(x))) or objective (the weight w "
                            "of TV's objective, factor w / sigma^2: the balance of data and TV "
                            "then does not depend on sigma); btv: always objective")
+    tv_smoothing: float = _field(0.0, "smoothing eps of the TV factor: each |d| becomes "
+                                 "sqrt(d^2 + eps^2) - eps, so the factor has a curvature "
+                                 "(1 / eps at flat spots) and no kinks; 0: exact anisotropic "
+                                 "TV (btv: isotropic, eps 1e-6)")
     steps: int = _field(2000, "optimisation steps (SVI, the MAP warm start of hmc/nuts, the "
                         "TV solver of hmc/nuts init tv)")
     lr: float = _field(1e-3, "initial Adam learning rate")
@@ -120,8 +124,9 @@ class FitConfig:
         if self.init == "tv" and not self.tv_weight > 0:
             raise InputError("init tv starts at the TV solution of the model's TV factor: it "
                              "needs --tv-weight > 0")
-        if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0:
-            raise InputError("sigma, lr and tv_weight must be non-negative (lr positive)")
+        if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0 or self.tv_smoothing < 0:
+            raise InputError("sigma, lr, tv_weight and tv_smoothing must be non-negative "
+                             "(lr positive)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise InputError(f"unknown device {self.device!r}; use cpu or cuda")
         self.architecture()  # validates the network fields

@@ -85,12 +85,13 @@ def build_model(sample: Sample, config: FitConfig, prior=None) -> CTModel:
     tv_weight, tv_norm = method.tv_factor(config, sigma)
     if config.model == "gop":
         return gop_model(operator, sinogram, prior or config.prior, sigma, config.infer_sigma,
-                         tv_weight, link=config.head, tv_norm=tv_norm)
+                         tv_weight, link=config.head, tv_norm=tv_norm,
+                         tv_smoothing=config.tv_smoothing)
     coords = torch.as_tensor(sample.geometry.pixel_centers(), dtype=torch.float32)
     inr = INR(config.architecture(), coords, seed=config.seed).to(config.device)
     dropout = config.dropout if method.dropout else 0.0
     return CTModel(inr, operator, sinogram, prior or config.prior, sigma, config.infer_sigma,
-                   tv_weight, dropout, config.dropout_scope, tv_norm)
+                   tv_weight, dropout, config.dropout_scope, tv_norm, config.tv_smoothing)
 
 
 def check_model_memory(config: FitConfig, geometry: Geometry) -> None:

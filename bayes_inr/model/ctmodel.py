@@ -91,28 +91,38 @@ def apply_dropout(params: dict[str, torch.Tensor], name: str, mask: torch.Tensor
 
 TV_NORMS = ("anisotropic", "isotropic")
 ISOTROPIC_EPS = 1e-6
-"""The isotropic TV's smoothing: ``sqrt(|grad|^2 + eps^2) - eps`` per pixel, within ``eps``
-of ``|grad|`` (far below any pixel difference that matters, images in [0, 1]), with a finite
-gradient (at most 1 per difference) where the image is flat."""
+"""The isotropic TV's default smoothing: ``sqrt(|grad|^2 + eps^2) - eps`` per pixel, within
+``eps`` of ``|grad|`` (far below any pixel difference that matters, images in [0, 1]), with a
+finite gradient (at most 1 per difference) where the image is flat."""
 
 
-def total_variation(image: torch.Tensor, norm: str = "anisotropic") -> torch.Tensor:
+def total_variation(image: torch.Tensor, norm: str = "anisotropic", smoothing: float = 0.0
+                    ) -> torch.Tensor:
     """Total variation of images (..., N, N), per leading draw.
 
-    ``anisotropic``: the sum of |vertical| and |horizontal| forward differences.
+    ``anisotropic``: the sum of |vertical| and |horizontal| forward differences; with
+    ``smoothing`` ``eps > 0`` each ``|d|`` becomes ``sqrt(d^2 + eps^2) - eps`` (Charbonnier:
+    quadratic, with curvature ``1 / eps``, for ``|d| << eps``; within ``eps`` of ``|d|``).
     ``isotropic``: the sum over pixels of the length of the forward-difference gradient with
-    Neumann boundary (the difference across the last row or column is 0), smoothed by
-    :data:`ISOTROPIC_EPS`: the TV of the classical baseline
-    (:mod:`bayes_inr.inference.baselines.tv`).
+    Neumann boundary (the difference across the last row or column is 0), smoothed the same
+    way by ``smoothing`` or, at 0, by :data:`ISOTROPIC_EPS`: the TV of the classical
+    baseline (:mod:`bayes_inr.inference.baselines.tv`).
     """
+    check_choice("tv norm", norm, TV_NORMS)
     dy = image[..., 1:, :] - image[..., :-1, :]
     dx = image[..., :, 1:] - image[..., :, :-1]
     if norm == "anisotropic":
-        return dx.abs().sum(dim=(-2, -1)) + dy.abs().sum(dim=(-2, -1))
-    check_choice("tv norm", norm, TV_NORMS)
+        if not smoothing:
+            return dx.abs().sum(dim=(-2, -1)) + dy.abs().sum(dim=(-2, -1))
+        return _charbonnier(dx.square(), smoothing) + _charbonnier(dy.square(), smoothing)
     squared = torch.nn.functional.pad(dy.square(), (0, 0, 0, 1)) \
         + torch.nn.functional.pad(dx.square(), (0, 1))
-    return ((squared + ISOTROPIC_EPS ** 2).sqrt() - ISOTROPIC_EPS).sum(dim=(-2, -1))
+    return _charbonnier(squared, smoothing or ISOTROPIC_EPS)
+
+
+def _charbonnier(squared: torch.Tensor, eps: float) -> torch.Tensor:
+    """``sum(sqrt(squared + eps^2) - eps)`` over the last two dimensions."""
+    return ((squared + eps ** 2).sqrt() - eps).sum(dim=(-2, -1))
 
 
 class CTModel:
@@ -137,6 +147,8 @@ class CTModel:
         Weight lambda of the total-variation factor (0: none).
     tv_norm : {"anisotropic", "isotropic"}
         The total variation of that factor (:func:`total_variation`).
+    tv_smoothing : float
+        Its smoothing ``eps`` (0: the norm's default, :func:`total_variation`).
     dropout : float
         Probability p of dropping a hidden unit (0: no dropout masks).
     dropout_scope : str
@@ -148,7 +160,7 @@ class CTModel:
     def __init__(self, inr: INR, operator: RadonOperator, sinogram: torch.Tensor, prior,
                  sigma: float, infer_sigma: bool = False, tv_weight: float = 0.0,
                  dropout: float = 0.0, dropout_scope: str = "image",
-                 tv_norm: str = "anisotropic"):
+                 tv_norm: str = "anisotropic", tv_smoothing: float = 0.0):
         operator.geometry.check_sinogram(sinogram)
         if not sigma > 0:
             raise InputError(f"sigma must be positive, got {sigma}")
@@ -156,6 +168,8 @@ class CTModel:
             raise InputError(f"dropout probability must be in [0, 1), got {dropout}")
         check_choice("dropout_scope", dropout_scope, DROPOUT_SCOPES)
         check_choice("tv_norm", tv_norm, TV_NORMS)
+        if not tv_smoothing >= 0:
+            raise InputError(f"tv_smoothing must be non-negative, got {tv_smoothing}")
         self.inr = inr
         self.operator = operator
         self.sinogram = torch.as_tensor(sinogram, dtype=operator.dtype, device=operator.device)
@@ -164,6 +178,7 @@ class CTModel:
         self.infer_sigma = infer_sigma
         self.tv_weight = float(tv_weight)
         self.tv_norm = tv_norm
+        self.tv_smoothing = float(tv_smoothing)
         self.latent_scale = 1.0
         self.dropout = float(dropout)
         self.dropout_scope = dropout_scope
@@ -208,7 +223,8 @@ class CTModel:
             apply_dropout(params, name, pyro.sample(name, d), d.keep, self.dropout_scope)
         image = pyro.deterministic("image", self.inr.render(params))
         if self.tv_weight:
-            pyro.factor("tv", -self.tv_weight * total_variation(image, self.tv_norm))
+            pyro.factor("tv", -self.tv_weight * total_variation(image, self.tv_norm,
+                                                                  self.tv_smoothing))
         pyro.sample("sinogram", dist.Normal(self.operator(image), sigma).to_event(2),
                     obs=self.sinogram)
         return image

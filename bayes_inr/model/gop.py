@@ -90,14 +90,15 @@ class PixelGrid:
 
 def gop_model(operator: RadonOperator, sinogram: torch.Tensor, prior, sigma: float,
               infer_sigma: bool = False, tv_weight: float = 0.0, link: str = "linear",
-              tv_norm: str = "anisotropic") -> CTModel:
+              tv_norm: str = "anisotropic", tv_smoothing: float = 0.0) -> CTModel:
     """The GOP model of a sinogram: :class:`CTModel` over a :class:`PixelGrid`.
 
     ``prior`` is applied to the site ``pixels`` of shape (N, N) with fan-in 1 (so
     ``normal:1.0`` is an iid Normal(0, 1) on every pixel, or on every logit with the
     sigmoid link); ``tv_weight`` is the weight of the TV factor on the image, whose total
-    variation is ``tv_norm`` (:func:`~bayes_inr.model.ctmodel.total_variation`).
+    variation is ``tv_norm`` smoothed by ``tv_smoothing``
+    (:func:`~bayes_inr.model.ctmodel.total_variation`).
     """
     grid = PixelGrid(operator.geometry.image_shape, link, operator.device, operator.dtype)
     return CTModel(grid, operator, sinogram, prior, sigma, infer_sigma, tv_weight,
-                   tv_norm=tv_norm)
+                   tv_norm=tv_norm, tv_smoothing=tv_smoothing)

@@ -213,7 +213,7 @@ class FlatPotential:
             value = value - sum(prior.log_prob(params[name])
                                 for name, prior in self._priors.items())
         if self.model.tv_weight:
-            tv = total_variation(image, self.model.tv_norm)
+            tv = total_variation(image, self.model.tv_norm, self.model.tv_smoothing)
             value = value + self.model.tv_weight * tv
         grad_w, grad_image = torch.autograd.grad(value, (weights, image), allow_unused=True,
                                                  materialize_grads=True)

@@ -15,9 +15,13 @@ mass matrix makes a Gaussian posterior with that precision isotropic for the sam
 target is unchanged (the mass matrix only shapes the proposals), so the draws stay exact
 whatever ``G`` is; a poor ``G`` only mixes worse.
 
-Left out of ``G``: the TV factor (the anisotropic TV's curvature on the image is zero
-wherever it is differentiable) and the second derivatives of the network (they are what
-Gauss-Newton drops, and may make the Hessian indefinite). ``log sigma``, when inferred,
+A TV factor smoothed by ``eps`` (``tv_smoothing``) adds its own Gauss-Newton term,
+``J_d^T diag(lambda phi''(d)) J_d`` over the image's forward differences ``d``, with
+``phi(d) = sqrt(d^2 + eps^2)``: at flat spots a curvature ``lambda / eps`` that, in the
+directions the projections do not see, is far stronger than the weight prior. Left out of
+``G``: the exact (unsmoothed) TV's curvature, zero wherever it is differentiable, the
+isotropic TV's, and the second derivatives of the network (they are what Gauss-Newton
+drops, and may make the Hessian indefinite). ``log sigma``, when inferred,
 gets its expected curvature ``2 m + 1`` (``m`` measurements and its Normal prior).
 
 Dense: ``dim^2`` float64 values, and ``m`` vector-Jacobian products plus a ``dim x m x dim``
@@ -26,6 +30,8 @@ product to build; meant for the small networks of a reference posterior
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 
@@ -58,29 +64,58 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     model = potential.model
     nw = potential.n_weights
     theta = theta.detach().to(potential.device, potential.dtype)
-    params = potential.unflatten(theta)
-    _, vjp = model.inr.render_vjp(params, {})
-    at = model.operator.matrices[1]
-    m = at.shape[1]
-    jacobian = torch.empty(m, nw, dtype=torch.float64, device=potential.device)
+    image, vjp = model.inr.render_vjp(potential.unflatten(theta), {})
+    sigma = model.sigma if not model.infer_sigma else float(theta[-1].double().exp())
     flat = torch.empty(potential.dim, dtype=potential.dtype, device=potential.device)
     sites = potential.unflatten(flat)  # views of ``flat``: vjp writes a row of J into it
-    for start in range(0, m, ROWS_PER_PASS):
-        stop = min(start + ROWS_PER_PASS, m)
-        units = torch.zeros(m, stop - start, dtype=potential.dtype, device=potential.device)
-        units[torch.arange(start, stop), torch.arange(stop - start)] = 1
-        images = (at @ units).t()  # row i of A as an image, for each i in the pass
-        for k in range(stop - start):
-            vjp(images[k], sites)
-            jacobian[start + k] = flat[:nw]
     precision = torch.zeros(potential.dim, potential.dim, dtype=torch.float64,
                             device=potential.device)
-    sigma = model.sigma if not model.infer_sigma else float(theta[-1].double().exp())
-    precision[:nw, :nw] = jacobian.t() @ jacobian / sigma ** 2
+    for cotangents in _rows(model, image.detach(), sigma):
+        jacobian = torch.empty(len(cotangents), nw, dtype=torch.float64,
+                               device=potential.device)
+        for k, row in enumerate(cotangents):
+            vjp(row, sites)
+            jacobian[k] = flat[:nw]
+        precision[:nw, :nw].addmm_(jacobian.t(), jacobian)
     precision.diagonal()[:nw] += _prior_precision(potential)
     if model.infer_sigma:
-        precision[-1, -1] = 2 * m + 1
+        precision[-1, -1] = 2 * model.operator.matrices[1].shape[1] + 1
     return precision
+
+
+def _rows(model, image: torch.Tensor, sigma: float) -> Iterator[torch.Tensor]:
+    """Batches (k, pixels) of the rows ``r`` of the square root ``R`` of the potential's
+    Gauss-Newton curvature on the image, ``R^T R``: the sinogram rows ``A_i / sigma``, then,
+    for a smoothed anisotropic TV factor, ``sqrt(lambda phi''(d)) (e_q - e_p)`` for every
+    forward difference ``d = x_q - x_p`` (``phi(d) = sqrt(d^2 + eps^2)``,
+    ``phi'' = eps^2 / (d^2 + eps^2)^{3/2}``). ``G``'s data and TV terms are ``J_r^T J_r``
+    summed over the rows, with ``J_r`` the vector-Jacobian product of ``r``."""
+    at = model.operator.matrices[1]
+    m = at.shape[1]
+    for start in range(0, m, ROWS_PER_PASS):
+        stop = min(start + ROWS_PER_PASS, m)
+        units = torch.zeros(m, stop - start, dtype=at.dtype, device=at.device)
+        units[torch.arange(start, stop), torch.arange(stop - start)] = 1 / sigma
+        yield (at @ units).t()  # row i of A / sigma as an image, for each i in the pass
+    eps = model.tv_smoothing
+    if not (model.tv_weight and eps and model.tv_norm == "anisotropic"):
+        return
+    n_rows, n_cols = image.shape
+    for axis in (0, 1):
+        d = image.diff(dim=axis)
+        weight = (model.tv_weight * eps ** 2 / (d.square() + eps ** 2) ** 1.5).sqrt()
+        index = torch.arange(n_rows * n_cols, device=image.device).reshape(n_rows, n_cols)
+        low = index.narrow(axis, 0, index.shape[axis] - 1).reshape(-1)
+        high = index.narrow(axis, 1, index.shape[axis] - 1).reshape(-1)
+        weight = weight.reshape(-1)
+        for start in range(0, len(low), ROWS_PER_PASS):
+            stop = min(start + ROWS_PER_PASS, len(low))
+            rows = torch.zeros(stop - start, n_rows * n_cols, dtype=image.dtype,
+                               device=image.device)
+            k = torch.arange(stop - start, device=image.device)
+            rows[k, high[start:stop]] = weight[start:stop]
+            rows[k, low[start:stop]] = -weight[start:stop]
+            yield rows
 
 
 def check_dense(potential: FlatPotential) -> None:
