@@ -3,7 +3,7 @@
 A network's posterior under a sharp likelihood is narrow along the directions the data
 fix and as wide as the prior along the others, and those directions are not the
 coordinate axes: a diagonal mass matrix cannot undo that, and NUTS then needs trajectories
-of hundreds of tiny steps (``models/hmc_reference.toml``). The generalised Gauss-Newton
+of hundreds of tiny steps. The generalised Gauss-Newton
 matrix of the potential at a point ``theta0``,
 
     G = J^T J / sigma^2 + P,
@@ -24,8 +24,13 @@ isotropic TV's, and the second derivatives of the network (they are what Gauss-N
 drops, and may make the Hessian indefinite). ``log sigma``, when inferred,
 gets its expected curvature ``2 m + 1`` (``m`` measurements and its Normal prior).
 
-Dense: ``dim^2`` float64 values, and ``m`` vector-Jacobian products plus a ``dim x m x dim``
-product to build; meant for the small networks of a reference posterior
+It works where the curvature barely changes over the posterior: a linear read-out of
+Fourier features (``models/hmc_reference.toml``). On a network with a hidden layer it did
+not widen NUTS's step (``analysis/reference_mass_matrix.py``), presumably because the
+narrow directions turn as the weights move.
+
+Dense: ``dim^2`` float64 values, and one vector-Jacobian product per sinogram row (and per
+image difference, with a smoothed TV) plus ``dim x rows x dim`` products to build; meant for the small networks of a reference posterior
 (:data:`MAX_DIM`).
 """
 
