@@ -45,7 +45,7 @@ from bayes_inr.core.atomic import atomic_path
 from bayes_inr.core.errors import InputError
 from bayes_inr.core.provenance import config_hash, git_state
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
-from bayes_inr.evaluation.convergence import split_rhat
+from bayes_inr.evaluation.convergence import pixel_convergence
 from bayes_inr.evaluation.metrics import predictive_moments, psnr, score
 from bayes_inr.evaluation.recalibration import calibrate, recalibrated_draws, run_moments
 from bayes_inr.evaluation.reference import compare, std_ratio, wasserstein
@@ -143,28 +143,6 @@ def recalibrated(idata, config, data, val_ids: list[int], stem: str, log
     return draws, np.full(len(draws), 1.0 / len(draws)), seconds
 
 
-def convergence(idata, truth: np.ndarray) -> dict:
-    """Split R-hat and bulk ESS per pixel (over the object), divergences, tree depth."""
-    import arviz as az
-
-    image = idata.posterior_predictive[["image"]]
-    rhat = split_rhat(image)["image"].values
-    ess = az.ess(image, method="bulk")["image"].values
-    obj = truth > 0
-    stats = idata.sample_stats
-    steps = 2 ** int(posterior.config(idata)["max_tree_depth"]) - 1
-    n_steps = stats["n_steps"].values
-    return {"chains": image.sizes["chain"], "draws": image.sizes["draw"],
-            "rhat": rhat, "ess": ess,
-            "rhat_share": float((rhat[obj] <= RHAT_TARGET).mean()),
-            "rhat_max": float(np.nanmax(rhat[obj])),
-            "ess_median": float(np.median(ess[obj])), "ess_min": float(ess[obj].min()),
-            "divergent": float(stats["diverging"].values.mean()),
-            "saturated": float((n_steps >= steps).mean()),
-            "steps_median": float(np.median(n_steps)),
-            "accept": float(stats["acceptance_rate"].values.mean())}
-
-
 def figure(truth, ref_draws, conv, rows: dict, path: Path) -> None:
     """Row 0: truth, HMC mean, HMC std, R-hat; one row per method: its mean, its std (the
     reference's colour scale), std ratio to HMC (log scale) and W1 to HMC."""
@@ -240,7 +218,7 @@ def main() -> None:
     hmc, hmc_seconds = run("hmc", reference, sample, log)
     ref_draws = posterior.image_draws(hmc)
     ref_attrs = posterior.run_attrs(hmc)
-    conv = convergence(hmc, truth)
+    conv = pixel_convergence(hmc, obj, RHAT_TARGET)
     truth_scores = score(hmc)
     base = reference.replace(chains=1, workers=2)
     fits = {}

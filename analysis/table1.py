@@ -52,6 +52,7 @@ from bayes_inr.core.outputs import check_output_dir
 from bayes_inr.core.provenance import config_hash, data_hash
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.data.sample import Sample
+from bayes_inr.evaluation.convergence import pixel_convergence
 from bayes_inr.evaluation.metrics import paper_delta_ece, score
 from bayes_inr.inference.baselines.classical import reconstruct
 from bayes_inr.inference.baselines.methods import ITERATIVE, check_iterations
@@ -95,6 +96,8 @@ class Profile:
     members: int = max(ENSEMBLES)
     overrides: dict = field(default_factory=dict)
     hmc_overrides: dict = field(default_factory=dict)
+    hmc_config: str | None = None
+    """The configuration of the HMC row; None: the shipped ``models/hmc_V.toml``."""
     workers: int = 2
 
 
@@ -115,6 +118,12 @@ PROFILES = {
                      hmc_overrides={"width": 256, "depth": 3, "activation": "relu",
                                     "omega0": 10.0, "draws": 1000, "warmup": 1000},
                      workers=1),
+    # the reference posterior's data (64 x 64, 20 views, 40 dB; data/reference_64.nc) with
+    # an HMC row from the recipe that converges there (models/hmc_reference.toml), beside
+    # the baselines, Bayesian TV, BBB, both MCDs and DE-2 of the 128 x 128 configurations
+    "reference": Profile((DataSet("data/reference_64.nc", "phantoms 64", "phantom64", (20,),
+                                  "fine", hmc=True),),
+                         splits=("test",), members=2, hmc_config="hmc_reference"),
 }
 
 
@@ -182,6 +191,11 @@ def cached(path: Path, make: Callable, settings, sample: Sample):
 
 def _row(idata, method: str) -> dict:
     scores = score(idata)
+    chains = idata.posterior_predictive.sizes["chain"]
+    if "diverging" in getattr(idata, "sample_stats", {}) and chains >= 2:  # MCMC chains
+        truth = idata.constant_data["ground_truth"].values
+        conv = pixel_convergence(idata, truth > 0, RHAT_LIMIT)
+        scores |= {"rhat_share_object": conv["rhat_share"], "ess_bulk_object": conv["ess_median"]}
     if scores["n_draws"] >= 2:
         scores["paper_delta_ece"] = paper_delta_ece(
             posterior.image_draws(idata), idata.constant_data["ground_truth"].values,
@@ -250,7 +264,9 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
                    lambda: fit_ensemble(sample, base, members, progress=False, store=store),
                    tuple(subsets)))
     if dataset.hmc and split == "test":
-        hmc = model_config("hmc", views, {**profile.overrides, **profile.hmc_overrides})
+        overrides = {**profile.overrides, **profile.hmc_overrides}
+        hmc = (load_config(profile.hmc_config, **overrides) if profile.hmc_config
+               else model_config("hmc", views, overrides))
         out.append(Job("hmc", hmc, lambda: fit(sample, hmc, False), (("HMC", _whole),)))
     return out
 
@@ -316,6 +332,9 @@ def paper_numbers() -> dict:
 PAPER_METHOD = {"MCD, per-pixel masks": "MCD"}
 """Our row whose method the paper's row is (the authors' MCD used per-pixel masks)."""
 
+RHAT_LIMIT = 1.05
+"""MCMC rows: the share of object pixels with split R-hat at most this (issue 15's target)
+and the median bulk ESS over the object."""
 COLUMNS = (  # (key, header, digits)
     ("psnr", "PSNR", 2), ("ssim", "SSIM", 3),
     ("crps_object", "CRPS obj", 4), ("nll_object", "NLL obj", 2),
@@ -324,7 +343,10 @@ COLUMNS = (  # (key, header, digits)
     ("crps_all", "CRPS all", 4), ("nll_all", "NLL all", 2), ("ece_all", "ECE all", 3),
     ("pit_error_all", "PIT err all", 3), ("coverage_90_all", "cov90 all", 2),
     ("paper_delta_ece", "paper-δ ECE", 3),
+    ("rhat_share_object", f"R-hat<={RHAT_LIMIT} obj", 2), ("ess_bulk_object", "ESS obj", 0),
 )
+MCMC_KEYS = ("rhat_share_object", "ess_bulk_object")
+"""Columns of MCMC runs of at least 2 chains, shown only in tables that have such a row."""
 PAPER_COLUMNS = (("psnr", "paper PSNR"), ("nll", "paper NLL"), ("ece", "paper ECE"))
 
 FOOTNOTES = """
@@ -342,6 +364,11 @@ Notes.
   minimises the ECE *against the ground truth being scored*, with the paper's interval rule
   (interpolated quantiles). It is not a calibration score; it is here only as the
   like-for-like neighbour of the paper's ECE column.
+- `R-hat<=1.05 obj` and `ESS obj` (MCMC runs of at least 2 chains): the share of object
+  pixels whose split R-hat is at most 1.05, and the median bulk ESS over the object.
+- Profile `reference`: 64 x 64 phantoms at 20 views with 40 dB noise
+  (`data/reference_64.nc`); its HMC row is `models/hmc_reference.toml`, the other methods
+  run their 128 x 128 configurations.
 - MCD, per-pixel masks: the authors' `F.dropout` on a batch of coordinates (noise injection
   around one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask
   per draw: the Gal and Ghahramani posterior (one function per draw), the same
@@ -386,7 +413,9 @@ def markdown(rows: list[dict], title: str, wall: float | None = None) -> str:
             if not chosen:
                 continue
             ids = sorted({r["image_id"] for r in chosen})
-            head = ["views", "method", *(h for _, h, _ in COLUMNS)]
+            columns = [c for c in COLUMNS
+                       if c[0] not in MCMC_KEYS or np.isfinite(_mean(chosen, c[0]))]
+            head = ["views", "method", *(h for _, h, _ in columns)]
             if dataset == "phantoms":
                 head += [f"{h} ({split})" for _, h in PAPER_COLUMNS]
             lines += [f"## {dataset}, {split} split (images {', '.join(map(str, ids))}; "
@@ -396,7 +425,7 @@ def markdown(rows: list[dict], title: str, wall: float | None = None) -> str:
                 for method in methods:
                     group = [r for r in chosen if (r["views"], r["method"]) == (views, method)]
                     cells = [str(views), method]
-                    for key, _, digits in COLUMNS:
+                    for key, _, digits in columns:
                         mean = _mean(group, key)
                         cells.append("" if np.isnan(mean) else f"{mean:.{digits}f}")
                     if dataset == "phantoms":

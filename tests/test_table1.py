@@ -113,6 +113,33 @@ def test_table1_markdown_sets_the_paper_alongside_with_footnotes(tmp_path):
     assert (tmp_path / "table1.csv").read_text().count("\n") == len(rows) + 1
 
 
+def test_table1_hmc_row_of_a_named_recipe_has_convergence_columns(tmp_path):
+    """A profile's ``hmc_config`` gives the HMC row; a run of 2 chains gets the object's
+    R-hat share and median ESS, shown in the markdown only where a row has them."""
+    recipe = tmp_path / "tiny_nuts.toml"
+    recipe.write_text('inference = "nuts"\ndepth = 1\nwidth = 8\nsteps = 5\nchains = 2\n'
+                      'warmup = 10\ndraws = 8\nmax_tree_depth = 3\nthreads = 1\n')
+    dataset = table1.DataSet("unused", "phantoms 64", "phantom64", (20,), "fine", hmc=True)
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1, hmc_config=str(recipe))
+    sample = phantom_sample(5, 20, 16)
+    job = table1.jobs(sample, dataset, 20, profile, table1.member_configs(20, 2, TINY),
+                      "test")[-1]
+    assert job.stem == "hmc" and job.settings.chains == 2 and job.settings.width == 8
+    idata = job.make()
+    row = table1._row(idata, "HMC")
+    assert 0 <= row["rhat_share_object"] <= 1 and row["ess_bulk_object"] > 0
+    one_chain = table1._row(idata.isel(chain=[0]), "HMC")
+    assert "rhat_share_object" not in one_chain  # R-hat needs chains to compare
+    keys = {"dataset": "phantoms 64", "split": "test", "views": 20, "image_id": 5,
+            "git_commit": "abc", "git_dirty": 0, "data_hash": "d", "seconds": 1.0}
+    rows = [row | keys | {"config_hash": "h"},
+            {"method": "SIRT", "psnr": 20.0, "config_hash": "s"} | keys]
+    table1.write_tables(rows, tmp_path, "tiny")
+    assert "| R-hat<=1.05 obj |" in (tmp_path / "table1.md").read_text()
+    table1.write_tables(rows[1:], tmp_path, "tiny")
+    assert "| R-hat<=1.05 obj |" not in (tmp_path / "table1.md").read_text()
+
+
 def test_nearest_validated_views():
     assert [table1.nearest_views(v) for v in (5, 8, 13, 20, 60)] == [5, 5, 20, 20, 20]
     assert table1.model_config("mcd", 60, {}).dropout_scope == "pixel"

@@ -9,6 +9,9 @@
   :func:`rhat_statement` is the one sentence the fit CLI
   (:func:`bayes_inr.inference.mcmc.diagnostics`) and the report print about it; a run
   with fewer than :data:`MIN_CHAINS` chains is never called converged (:func:`converged`).
+- :func:`pixel_convergence`: R-hat and ESS maps of a run and their summaries over a mask
+  (the object), with the sampler's statistics: the reference posterior's and Table 1's
+  MCMC columns.
 - :func:`sampler_warnings`: divergences on more than :data:`DIVERGENCE_SHARE` of the kept
   transitions, and NUTS saturating its maximum tree depth on more than
   :data:`TREE_DEPTH_SHARE`.
@@ -98,6 +101,36 @@ def rhat_statement(rhat: np.ndarray, chains: int, what: str = "image pixels") ->
     verdict = "converged by R-hat" if converged(values, chains) else "not converged"
     return (f"split R-hat over {chains} chains: max {worst} over {values.size} {what}, "
             f"{over} above {RHAT_LIMIT}{undefined} ({verdict})")
+
+
+def pixel_convergence(idata, mask: np.ndarray, rhat_limit: float = 1.05) -> dict:
+    """Convergence of the image draws of an MCMC run over the pixels of ``mask`` (N, N).
+
+    Returns a dict: ``chains``, ``draws`` (per chain), the maps ``rhat`` (split R-hat,
+    :func:`split_rhat`) and ``ess`` (bulk ESS), ``rhat_share`` (the share of ``mask``'s
+    pixels with R-hat at most ``rhat_limit``), ``rhat_max``, ``ess_median`` and ``ess_min``
+    over ``mask``; and, from ``sample_stats`` where the run has them (NaN otherwise), the
+    share of ``divergent`` transitions, the share ``saturated`` at the maximum tree depth,
+    ``steps_median`` (leapfrog steps per transition) and the mean ``accept``ance.
+    """
+    image = idata.posterior_predictive[["image"]]
+    rhat = split_rhat(image)["image"].values
+    ess = az.ess(image, method="bulk")["image"].values
+    mask = np.asarray(mask, dtype=bool)
+    out = {"chains": image.sizes["chain"], "draws": image.sizes["draw"], "rhat": rhat,
+           "ess": ess, "rhat_share": float((rhat[mask] <= rhat_limit).mean()),
+           "rhat_max": float(np.nanmax(rhat[mask])), "ess_median": float(np.median(ess[mask])),
+           "ess_min": float(ess[mask].min())}
+    stats = getattr(idata, "sample_stats", None)
+    depth = posterior.config(idata).get("max_tree_depth")
+    has = stats is not None and {"diverging", "n_steps", "acceptance_rate"} <= set(stats)
+    n_steps = _values(stats, "n_steps") if has else np.array([np.nan])
+    out |= {"divergent": float(np.nanmean(_values(stats, "diverging"))) if has else np.nan,
+            "saturated": float(np.nanmean(n_steps >= 2 ** int(depth) - 1))
+            if has and depth else np.nan,
+            "steps_median": float(np.nanmedian(n_steps)),
+            "accept": float(np.nanmean(_values(stats, "acceptance_rate"))) if has else np.nan}
+    return out
 
 
 def _values(stats: xr.Dataset, name: str) -> np.ndarray:

@@ -30,8 +30,8 @@ not widen NUTS's step (``analysis/reference_mass_matrix.py``), presumably becaus
 narrow directions turn as the weights move.
 
 Dense: ``dim^2`` float64 values, and one vector-Jacobian product per sinogram row (and per
-image difference, with a smoothed TV) plus ``dim x rows x dim`` products to build; meant for the small networks of a reference posterior
-(:data:`MAX_DIM`).
+image difference, with a smoothed TV) plus ``dim x rows x dim`` products to build; meant
+for the small networks of a reference posterior (:data:`MAX_DIM`).
 """
 
 from __future__ import annotations
