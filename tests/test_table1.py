@@ -118,9 +118,10 @@ def test_table1_hmc_row_of_a_named_recipe_has_convergence_columns(tmp_path):
     R-hat share and median ESS, shown in the markdown only where a row has them."""
     recipe = tmp_path / "tiny_nuts.toml"
     recipe.write_text('inference = "nuts"\ndepth = 1\nwidth = 8\nsteps = 5\nchains = 2\n'
-                      'warmup = 10\ndraws = 8\nmax_tree_depth = 3\nthreads = 1\n')
+                      'warmup = 10\ndraws = 30\nmax_tree_depth = 3\nthreads = 1\n')
     dataset = table1.DataSet("unused", "phantoms 64", "phantom64", (20,), "fine", hmc=True)
-    profile = table1.Profile((dataset,), overrides=TINY, workers=1, hmc_config=str(recipe))
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1, hmc_config=str(recipe),
+                             hmc_overrides={"draws": 30})  # TINY's 3 draws: ESS undefined
     sample = phantom_sample(5, 20, 16)
     job = table1.jobs(sample, dataset, 20, profile, table1.member_configs(20, 2, TINY),
                       "test")[-1]
