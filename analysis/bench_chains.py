@@ -4,8 +4,11 @@ vectorising the chains over one potential evaluation could gain.
     python analysis/bench_chains.py > analysis/results/bench_chains.txt
     python analysis/bench_chains.py --quick       # a smoke run of the whole script
 
-The posterior is the reference recipe's (``models/hmc_reference.toml``, on validation
-phantom 0 of the 64 x 64, 40 dB dataset that ``analysis/reference_posterior.py`` writes).
+The posterior is ``--config``'s (default the reference recipe, ``models/hmc_reference.toml``)
+on validation phantom 0 of the 64 x 64, 40 dB dataset that
+``analysis/reference_posterior.py`` writes. The recorded results
+(``analysis/results/bench_chains.txt``) are of the recipe's former width-64, depth-1 ReLU
+network.
 
 1. **Processes.** The same ``--chains`` chains (short runs: ``--warmup`` + ``--draws``
    transitions from the same start points, the network's initialisations, tree depth

@@ -4,6 +4,7 @@ and a real-CT table beside it.
     python analysis/table1.py --profile cpu --out analysis/results/table1_cpu
     python analysis/table1.py --profile cpu --splits val --out analysis/results/table1_cpu
     python analysis/table1.py --profile paper --out results/table1_paper   # GPU / cluster
+    python analysis/table1.py --profile reference --out analysis/results/table1_reference
 
 For each dataset of the profile (the phantoms, and for ``cpu`` the real CT slices of
 ``data/real_128.nc``), its view counts, the chosen splits and every image, the script
@@ -15,7 +16,8 @@ masks (the authors' ``F.dropout`` noise injection; the member of the deep ensemb
 MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble of
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
 ``models/mcd_V.toml`` with seeds seed + k, or the configs in ``models/de_V/``) and, where
-the profile says so, HMC (test split). Configurations come from ``models/`` (the
+the profile says so, HMC (test split; profile ``reference``: ``models/hmc_reference.toml`` on
+the 64 x 64, 40 dB phantoms of ``data/reference_64.nc``). Configurations come from ``models/`` (the
 validated view count nearest to V; on real CT a method's ``models/METHOD_real_V.toml``
 where it has one, as the fit command picks them) and were chosen on the validation split
 only; the test split is scored once, here.
