@@ -41,6 +41,7 @@ from collections.abc import Iterator
 import torch
 
 from ...core.errors import InputError
+from ...model.ctmodel import CTModel
 from ...model.inr import INR
 from .potential import FlatPotential
 
@@ -88,7 +89,7 @@ def gauss_newton_precision(potential: FlatPotential, theta: torch.Tensor) -> tor
     return precision
 
 
-def _rows(model, image: torch.Tensor, sigma: float) -> Iterator[torch.Tensor]:
+def _rows(model: CTModel, image: torch.Tensor, sigma: float) -> Iterator[torch.Tensor]:
     """Batches (k, pixels) of the rows ``r`` of the square root ``R`` of the potential's
     Gauss-Newton curvature on the image, ``R^T R``: the sinogram rows ``A_i / sigma``, then,
     for a smoothed anisotropic TV factor, ``sqrt(lambda phi''(d)) (e_q - e_p)`` for every
