@@ -84,8 +84,8 @@ html_show_sourcelink = False
 # --- the API reference page: every module of the package, grouped by the data flow; a module
 # missing from API_GROUPS still appears (under "Other modules"), so the page never goes stale.
 API_GROUPS = {
-    "Foundation": ["core", "core.errors", "core.atomic", "core.outputs", "core.provenance",
-                   "core.workers"],
+    "Foundation": ["core", "core.errors", "core.atomic", "core.outputs", "core.progress",
+                   "core.provenance", "core.workers"],
     "Physics": ["physics", "physics.geometry", "physics.radon", "physics.resources"],
     "Data": ["data", "data.phantoms", "data.images", "data.sample", "data.benchmark",
              "data.cli"],

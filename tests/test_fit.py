@@ -1,5 +1,6 @@
 import dataclasses
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -189,3 +190,18 @@ def test_model_configs_load():
 
     for path in sorted(Path("models").glob("*.toml")):
         load_config(path)
+
+
+@pytest.mark.parametrize("inference", ["mcd", "nuts"])
+def test_progress_bars_only_on_a_terminal(tmp_path, capsys, monkeypatch, inference):
+    """Without --quiet a fit logged to a file or pipe writes no bar (no carriage returns)
+    but its summary lines; on a terminal the bar is drawn (the control)."""
+    args = ["--config", "none", "--inference", inference, "--size", "16", "--views", "8",
+            "--width", "8", "--depth", "1", "--steps", "5", "--warmup", "5", "--draws", "4",
+            "--max-tree-depth", "3", "--threads", "1"]
+    assert main([*args, "--out", str(tmp_path / "piped.nc")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main([*args, "--out", str(tmp_path / "terminal.nc")]) == 0
+    assert "\r" in capsys.readouterr().err

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..core.atomic import atomic_path
 from ..core.errors import InputError, Interrupted
+from ..core.progress import progress_bars
 from ..core.workers import raise_interrupt
 from ..model.ctmodel import CTModel
 from .guides import sample_params
@@ -109,7 +110,7 @@ def fit_svi(model: CTModel, guide, *, steps: int = 2000, lr: float = 1e-3,
             saved, saved_step = _params(store), result.steps
             with _deferred_interrupts(checkpoint is not None) as interrupted, \
                     tqdm(range(result.steps, steps), initial=result.steps, total=steps,
-                         disable=not progress, desc=desc, unit="step") as bar:
+                         disable=not progress_bars(progress), desc=desc, unit="step") as bar:
                 for step in bar:
                     loss = svi.step()
                     optim.step()

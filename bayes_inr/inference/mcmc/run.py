@@ -27,6 +27,7 @@ from pyro.infer.mcmc import MCMC
 from ... import posterior
 from ...core.atomic import atomic_path
 from ...core.errors import InputError
+from ...core.progress import progress_bars
 from ...core.workers import run_tasks
 from .kernels import STATS, make_kernel
 from .potential import SITE, FlatPotential
@@ -265,8 +266,8 @@ def run_chain(potential: FlatPotential, settings: MCMCSettings, index: int, chai
                 checkpoint()
 
     mcmc = MCMC(kernel, num_samples=(s.draws - chain.draws) * s.thin, warmup_steps=warmup,
-                initial_params={SITE: start}, hook_fn=hook, disable_progbar=not progress,
-                save_params=[])
+                initial_params={SITE: start}, hook_fn=hook,
+                disable_progbar=not progress_bars(progress), save_params=[])
     begin = time.perf_counter()
     try:
         mcmc.run()
