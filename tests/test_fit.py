@@ -205,3 +205,26 @@ def test_progress_bars_only_on_a_terminal(tmp_path, capsys, monkeypatch, inferen
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert main([*args, "--out", str(tmp_path / "terminal.nc")]) == 0
     assert "\r" in capsys.readouterr().err
+
+
+def test_mcd_at_depth_0_drops_fourier_features(sample32):
+    """Without a hidden layer the masks drop the Fourier features: one mask per draw folds
+    them into the read-out's columns; per-pixel masks render as inverted dropout of the
+    embedding, (z * gamma(x)) W^T / (1 - p) + b."""
+    config = FitConfig(inference="mcd", depth=0, width=8, n_features=32, dropout=0.3)
+    model = build_model(sample32, config.replace(dropout_scope="image"))
+    assert list(model.unit_masks()) == ["layer0.mask"]
+    keep = model.unit_masks()["layer0.mask"].keep
+    draws = DropoutGuide(model, model.inr.init_params(0)).sample_params(400)
+    w = draws["layer0.weight"]  # (400, 1, 64)
+    assert (w == 0).all(dim=1).float().mean().item() == pytest.approx(0.3, abs=0.02)
+    assert model.inr.render(draws).detach().std(0).mean() > 0.01  # not a point
+    model = build_model(sample32, config.replace(dropout_scope="pixel"))
+    draws = DropoutGuide(model, model.inr.init_params(0)).sample_params(3)
+    mask = draws["layer0.mask"]
+    assert mask.shape == (3, 32 * 32, 64) and (mask == 0).float().mean() == pytest.approx(
+        0.3, abs=0.02)
+    mean = model.inr.init_params(0)
+    expected = ((model.inr.embedding * mask) @ mean["layer0.weight"].T / keep
+                + mean["layer0.bias"]).reshape(3, 32, 32)
+    torch.testing.assert_close(model.inr.render(draws), expected, rtol=1e-5, atol=1e-5)

@@ -71,9 +71,6 @@ def test_choices_and_help_come_from_the_registry():
 def test_each_method_checks_its_own_settings():
     with pytest.raises(InputError, match="mcd drops hidden units"):
         FitConfig(inference="mcd", model="gop")
-    with pytest.raises(InputError, match="depth-0 network"):
-        FitConfig(inference="mcd", depth=0)
-    FitConfig(inference="bbb", depth=0)
     with pytest.raises(InputError, match="hmc needs num_steps"):
         FitConfig(inference="hmc", num_steps=0)
     FitConfig(inference="nuts", num_steps=0)  # the check is HMC's alone

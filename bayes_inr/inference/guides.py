@@ -21,8 +21,9 @@ class DropoutGuide:
     """Monte Carlo dropout as a variational family (Gal and Ghahramani).
 
     Learned means M and Bernoulli(1 - p) unit masks z over the inputs of every layer fed
-    by a hidden layer, with inverted dropout (the layer's weight is M / (1 - p) on the
-    kept inputs, so M is the network's weight without dropout). Biases, and sigma when
+    by a hidden layer (depth 0: over the Fourier features), with inverted dropout (the
+    layer's weight is M / (1 - p) on the kept inputs, so M is the network's weight without
+    dropout). Biases, and sigma when
     inferred, are point estimates.
 
     - ``image`` scope (one draw = one function): the weight site's value is

@@ -57,9 +57,6 @@ class MCD(SVIFit):
     def check(self, config: FitConfig) -> None:
         if config.model != "inr":
             raise InputError("mcd drops hidden units of the network: it needs --model inr")
-        if config.depth < 1:
-            raise InputError("mcd drops hidden units: a depth-0 network (a linear read-out "
-                             "of the Fourier features) has none; use --depth 1 or more")
 
     def guide(self, model: CTModel, init: dict[str, torch.Tensor], config: FitConfig):
         return DropoutGuide(model, init)

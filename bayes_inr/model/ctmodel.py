@@ -150,7 +150,8 @@ class CTModel:
     tv_smoothing : float
         Its smoothing ``eps`` (0: the norm's default, :func:`total_variation`).
     dropout : float
-        Probability p of dropping a hidden unit (0: no dropout masks).
+        Probability p of dropping a hidden unit, or at depth 0 a Fourier feature (0: no
+        dropout masks).
     dropout_scope : str
         ``image``: one mask per draw, so a draw is one function (weights M diag(z));
         ``pixel``: every pixel of every draw has its own masks (dropout on a batch of
@@ -185,7 +186,9 @@ class CTModel:
 
     def unit_masks(self) -> dict[str, UnitMasks]:
         """Mask name -> :class:`UnitMasks` (keep 1 - p) over the inputs of every layer fed by
-        a hidden layer, of the dropout scope's shape; empty without dropout."""
+        a hidden layer (depth 0: the Fourier features;
+        :meth:`~bayes_inr.model.inr.INR.mask_shapes`), of the dropout scope's shape; empty
+        without dropout."""
         if not self.dropout:
             return {}
         return {name: UnitMasks(1 - self.dropout, shape, self.operator.dtype,

@@ -268,8 +268,13 @@ class INR:
 
     def mask_shapes(self, scope: str) -> dict[str, tuple[int, int]]:
         """Dropout-mask name -> shape: one mask over the input units of every layer fed
-        by a hidden layer; ``scope`` "image" shares it across pixels, "pixel" does not."""
+        by a hidden layer; without a hidden layer (depth 0), over the Fourier features, the
+        inputs of the one weight layer (Gal and Ghahramani's dropout before every weight
+        layer, here before the only one). ``scope`` "image" shares it across pixels,
+        "pixel" does not."""
         rows = 1 if scope == "image" else self.embedding.shape[0]
+        if self.arch.depth == 0:
+            return {"layer0.mask": (rows, self.embedding.shape[1])}
         return {f"layer{i}.mask": (rows, self.arch.width) for i in range(1, self.arch.depth + 1)}
 
     def render(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -280,6 +285,8 @@ class INR:
         """
         n_layers = self.arch.depth + 1
         h = self.embedding
+        if "layer0.mask" in params:  # depth 0: dropped Fourier features
+            h = h * params["layer0.mask"]
         for i in range(n_layers):
             weight, bias = params[f"layer{i}.weight"], params[f"layer{i}.bias"]
             if weight.dim() == 2 and h.dim() == 2:
