@@ -144,14 +144,14 @@ def recalibrated(idata, config, data, val_ids: list[int], stem: str, log
 
 def figure(truth, ref_draws, conv, rows: dict, path: Path) -> None:
     """Row 0: truth, HMC mean, HMC std, R-hat; one row per method: its mean, its std (the
-    reference's colour scale), std ratio to HMC (log scale) and W1 to HMC."""
+    reference's colour scale), std ratio to HMC (log scale) and W1 to HMC (the HMC std's
+    colour scale too, so that a W1 of one posterior std looks the same in every row)."""
     n = 1 + len(rows)
     fig = Figure(figsize=(12, 3 * n))
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, 4)
     s_ref = ref_draws.std(0)
     smax = float(np.quantile(s_ref, 0.995))
-    w1max = None
     panels = [(truth, "ground truth", {"cmap": "gray", "vmin": 0, "vmax": 1}),
               (ref_draws.mean(0), f"HMC mean ({psnr(ref_draws.mean(0), truth):.2f} dB)",
                {"cmap": "gray", "vmin": 0, "vmax": 1}),
@@ -169,7 +169,6 @@ def figure(truth, ref_draws, conv, rows: dict, path: Path) -> None:
         s = np.sqrt(var)
         ratio = std_ratio(draws, ref_draws, weights).reshape(truth.shape)
         w1 = wasserstein(draws, ref_draws, weights).reshape(truth.shape)
-        w1max = w1max or float(np.quantile(w1, 0.995))
         axes[r, 0].set_ylabel(label, fontsize=10)
         panels = [(mean.reshape(truth.shape), f"mean "
                    f"({psnr(mean.reshape(truth.shape), truth):.2f} dB)",
@@ -178,7 +177,8 @@ def figure(truth, ref_draws, conv, rows: dict, path: Path) -> None:
                    {"cmap": "magma", "vmin": 0, "vmax": smax}),
                   (np.clip(ratio, 1e-3, 1e3), "std / HMC std",
                    {"cmap": "RdBu_r", "norm": LogNorm(1e-2, 1e2)}),
-                  (w1, "W1 to HMC", {"cmap": "viridis", "vmin": 0, "vmax": w1max})]
+                  (w1, "W1 to HMC (HMC std's scale)",
+                   {"cmap": "viridis", "vmin": 0, "vmax": smax})]
         for ax, (value, title, kw) in zip(axes[r], panels, strict=True):
             im = ax.imshow(value, **kw)
             ax.set_title(title, fontsize=9)
