@@ -142,9 +142,10 @@ def interrupt(process: subprocess.Popen, sig=signal.SIGTERM, group: bool = False
     return below, time.monotonic() - sent
 
 
-def one_message(cwd: Path, ignore: tuple[str, ...] = ("step/s", "s/step")) -> str:
+def one_message(cwd: Path, ignore: tuple[str, ...] = ("step/s", "s/step", "steps to go")
+                ) -> str:
     """The one line the interrupted command wrote to stderr, but for lines holding one of
-    ``ignore`` (progress bars)."""
+    ``ignore`` (progress bars, and the line that replaces them off a terminal)."""
     lines = [line for line in (cwd / "stderr.txt").read_text().splitlines()
              if line.strip() and not any(text in line for text in ignore)]
     assert len(lines) == 1 and lines[0].startswith("interrupted"), lines

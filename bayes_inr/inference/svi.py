@@ -20,6 +20,7 @@ import copy
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,9 @@ def fit_svi(model: CTModel, guide, *, steps: int = 2000, lr: float = 1e-3,
             if resume is not None:
                 earlier = _restore(resume, train_guide, optim, result)
             saved, saved_step = _params(store), result.steps
+            if progress and not progress_bars(progress):  # a log: one line, not a bar
+                print(f"{desc}: {steps - result.steps} steps to go", file=sys.stderr,
+                      flush=True)
             with _deferred_interrupts(checkpoint is not None) as interrupted, \
                     tqdm(range(result.steps, steps), initial=result.steps, total=steps,
                          disable=not progress_bars(progress), desc=desc, unit="step") as bar:
