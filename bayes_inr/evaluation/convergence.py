@@ -111,7 +111,7 @@ def pixel_convergence(idata, mask: np.ndarray, rhat_limit: float = 1.05) -> dict
     pixels with R-hat at most ``rhat_limit``), ``rhat_max``, ``ess_median`` and ``ess_min``
     over ``mask``; and, from ``sample_stats`` where the run has them (NaN otherwise), the
     share of ``divergent`` transitions, the share ``saturated`` at the maximum tree depth,
-    ``steps_median`` (leapfrog steps per transition) and the mean ``accept``ance.
+    ``steps_median`` (leapfrog steps per transition) and ``accept``, the mean acceptance.
     """
     image = idata.posterior_predictive[["image"]]
     rhat = split_rhat(image)["image"].values
