@@ -53,9 +53,9 @@ class FitConfig:
                            "of TV's objective, factor w / sigma^2: the balance of data and TV "
                            "then does not depend on sigma); btv: always objective")
     tv_smoothing: float = _field(0.0, "smoothing eps of the TV factor: each pixel "
-                                 "difference d counts sqrt(d^2 + eps^2) - eps, so the factor has a curvature "
-                                 "(1 / eps at flat spots) and no kinks; 0: exact anisotropic "
-                                 "TV (btv: isotropic, eps 1e-6)")
+                                 "difference d counts sqrt(d^2 + eps^2) - eps, so the factor "
+                                 "has a curvature (1 / eps at flat spots) and no kinks; 0: "
+                                 "exact anisotropic TV (btv: isotropic, eps 1e-6)")
     steps: int = _field(2000, "optimisation steps (SVI, the MAP warm start of hmc/nuts, the "
                         "TV solver of hmc/nuts init tv)")
     lr: float = _field(1e-3, "initial Adam learning rate")
