@@ -124,7 +124,7 @@ class FitConfig:
         if self.init == "tv" and not self.tv_weight > 0:
             raise InputError("init tv starts at the TV solution of the model's TV factor: it "
                              "needs --tv-weight > 0")
-        if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0 or self.tv_smoothing < 0:
+        if self.sigma < 0 or self.lr <= 0 or self.tv_weight < 0 or not self.tv_smoothing >= 0:
             raise InputError("sigma, lr, tv_weight and tv_smoothing must be non-negative "
                              "(lr positive)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
