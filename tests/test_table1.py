@@ -198,3 +198,24 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, stem):
     assert config_hash(seen[0]) == config_hash(job.settings)
     phantom_members = table1.member_configs(20, 2, profile.overrides)
     assert phantom_members != members  # the phantoms' configurations would be another run
+
+
+def test_tv_per_dataset_profiles_give_inr_configs_tv_weight_validated_on_their_data():
+    """A profile on data its INR configurations were not chosen on (``paper5``) starts them at
+    TV's weight validated on those data; every other profile keeps the configuration's."""
+    dataset = table1.DataSet("data/reference_64.nc", "phantoms 64", "phantom64", (20,), "fine")
+    sample = phantom_sample(5, 20, 16)
+    members = table1.member_configs(20, 1, TINY)
+    validated = table1.tv_settings(dataset.path, 20).weight
+    written = members[0].tv_weight
+    assert members[0].tv_units == "objective" and written != validated
+    for per_dataset, want in ((True, validated), (False, written)):
+        profile = table1.Profile((dataset,), overrides=TINY, tv_per_dataset=per_dataset)
+        configs = {j.stem: j.settings for j in table1.jobs(sample, dataset, 20, profile,
+                                                            members, "test")}
+        assert configs["bbb"].tv_weight == configs["mcd_image"].tv_weight == want
+        assert table1.dataset_tv(members[0], dataset, 20, profile).tv_weight == want
+    factor = members[0].replace(tv_units="factor")  # a TV factor is not TV's weight
+    profile = table1.Profile((dataset,), overrides=TINY, tv_per_dataset=True)
+    assert table1.dataset_tv(factor, dataset, 20, profile).tv_weight == written
+    assert table1.PROFILES["paper5"].tv_per_dataset
