@@ -17,7 +17,7 @@ from .exact import exact_parameter_posterior, exact_posterior
 from .init import initial_points, last_draws
 from .kernels import STATS, make_kernel
 from .potential import RENDER_CHUNK, SITE, FlatPotential
-from .precondition import check_dense, gauss_newton_precision, inverse_mass
+from .precondition import Whitened, check_dense, gauss_newton_precision, whitened
 from .run import STATE_PREFIX, MCMCRun
 from .settings import KERNELS, MCMCSettings, chain_seed
 from .state import Chain, ChainState
@@ -26,5 +26,4 @@ from .summary import diagnostics
 __all__ = ["KERNELS", "RENDER_CHUNK", "SITE", "STATE_PREFIX", "STATS", "Chain", "ChainState",
            "FlatPotential", "MCMCRun", "MCMCSettings", "chain_seed", "check_dense", "diagnostics",
            "exact_parameter_posterior", "exact_posterior", "gauss_newton_precision",
-           "initial_points", "inverse_mass", "last_draws",
-           "make_kernel"]
+           "initial_points", "last_draws", "make_kernel", "Whitened", "whitened"]

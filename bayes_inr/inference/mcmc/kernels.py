@@ -23,7 +23,7 @@ import pyro
 import torch
 from pyro.infer.mcmc import HMC, NUTS
 
-from .potential import SITE, FlatPotential
+from .potential import SITE
 from .settings import MCMCSettings
 from .state import ChainState
 
@@ -33,7 +33,7 @@ STATS = ("diverging", "step_size", "acceptance_rate", "n_steps", "tree_depth", "
 class _Recorder:
     """Mixin for Pyro's HMC/NUTS: per-transition statistics and a restartable adapter."""
 
-    def __init__(self, potential: FlatPotential, inverse_mass: torch.Tensor | None = None,
+    def __init__(self, potential, inverse_mass: torch.Tensor | None = None,
                  **kwargs):
         super().__init__(potential_fn=potential, **kwargs)
         self._potential = potential
@@ -97,18 +97,17 @@ class _NUTS(_Recorder, NUTS):
     """Pyro's NUTS (multinomial sampling) with statistics."""
 
 
-def make_kernel(settings: MCMCSettings, potential: FlatPotential, state: ChainState | None = None,
-                dense_inverse_mass: torch.Tensor | None = None):
-    """The Pyro kernel of ``settings``; with ``state``, restarted there without adaptation.
-    With ``dense_inverse_mass`` (dim, dim) the mass matrix is that one, fixed (warmup adapts
-    the step size only)."""
+def make_kernel(settings: MCMCSettings, potential, state: ChainState | None = None,
+                unit_mass: bool = False):
+    """The Pyro kernel of ``settings`` on ``potential`` (a :class:`~.potential.FlatPotential` or a
+    :class:`~.precondition.Whitened` one); with ``state``, restarted there without
+    adaptation. With ``unit_mass`` the mass matrix is the identity, fixed (warmup adapts the
+    step size only): a whitened potential's, whose mass matrix is in its coordinates."""
     adapt = state is None and settings.warmup > 0
-    dense = dense_inverse_mass is not None
     common = {"step_size": state.step_size if state else settings.step_size,
-              "adapt_step_size": adapt, "adapt_mass_matrix": adapt and not dense,
-              "full_mass": dense, "target_accept_prob": settings.target_accept,
-              "inverse_mass": dense_inverse_mass if dense else getattr(state, "inverse_mass",
-                                                                       None)}
+              "adapt_step_size": adapt, "adapt_mass_matrix": adapt and not unit_mass,
+              "target_accept_prob": settings.target_accept,
+              "inverse_mass": None if unit_mass else getattr(state, "inverse_mass", None)}
     if settings.kernel == "nuts":
         return _NUTS(potential, max_tree_depth=settings.max_tree_depth, **common)
     return _HMC(potential, num_steps=settings.num_steps,

@@ -31,7 +31,7 @@ from ...core.progress import progress_bars
 from ...core.workers import run_tasks
 from .kernels import STATS, make_kernel
 from .potential import SITE, FlatPotential
-from .precondition import inverse_mass
+from .precondition import whitened
 from .settings import MCMCSettings, chain_seed
 from .state import Chain, ChainState
 
@@ -163,18 +163,22 @@ class MCMCRun:
         # the sampler's state is float64 (Pyro takes its dtype from the potential's value)
         theta = np.full((len(chains), dim), np.nan, np.float64)
         inverse_mass = np.full((len(chains), dim), np.nan, np.float64)
+        position = np.full((len(chains), dim), np.nan, np.float64)
         step_size = np.full(len(chains), np.nan)
         rng = np.zeros((len(chains), torch.get_rng_state().numel()), np.uint8)
         for i, chain in enumerate(chains):
             if chain.state is not None:
                 theta[i] = chain.state.theta.cpu().numpy()
                 inverse_mass[i] = chain.state.inverse_mass.cpu().numpy()
+                if chain.state.position is not None:
+                    position[i] = chain.state.position.cpu().numpy()
                 step_size[i] = chain.state.step_size
                 rng[i] = chain.state.rng.numpy()
         out = {"init": (("mcmc_chain", "param"), torch.stack(
                    [chain.init for chain in chains]).cpu().numpy()),
                "theta": (("mcmc_chain", "param"), theta),
                "inverse_mass": (("mcmc_chain", "param"), inverse_mass),
+               "position": (("mcmc_chain", "param"), position),
                "step_size": (("mcmc_chain",), step_size),
                "rng": (("mcmc_chain", "rng_byte"), rng),
                "draws": (("mcmc_chain",), np.array([c.draws for c in chains], np.int64)),
@@ -230,12 +234,16 @@ class MCMCRun:
                     sites.append(np.asarray(chain.log_sigma)[:, None])
                 chain.params = [torch.from_numpy(np.concatenate(sites, axis=1)).to(potential.dtype)]
             rng_cuda = state("rng_cuda")[i] if STATE_PREFIX + "rng_cuda" in const else None
+            # files written before positions were kept hold none: theta is mapped anew
+            position = state("position")[i] if STATE_PREFIX + "position" in const else None
             chain.state = ChainState(
                 torch.from_numpy(state("theta")[i]).to(potential.device, STATE_DTYPE),
                 float(state("step_size")[i]),
                 torch.from_numpy(state("inverse_mass")[i]).to(potential.device, STATE_DTYPE),
                 torch.from_numpy(state("rng")[i]),
-                None if rng_cuda is None else torch.from_numpy(rng_cuda))
+                None if rng_cuda is None else torch.from_numpy(rng_cuda),
+                None if position is None or np.isnan(position).any()
+                else torch.from_numpy(position).to(potential.device, STATE_DTYPE))
             chain.seconds = float(state("seconds")[i])
             stored += 1
         return run
@@ -249,19 +257,22 @@ def run_chain(potential: FlatPotential, settings: MCMCSettings, index: int, chai
     ``checkpoint()`` is called every ``checkpoint_every`` kept draws and at the end."""
     s = settings
     infer_sigma = potential.model.infer_sigma
+    # a dense mass matrix is a function of the chain's start: a resumed chain rebuilds it
+    whitening = whitened(potential, chain.init) if s.mass_matrix == "gauss_newton" else None
     if chain.state is not None:
         chain.state.restore_rng(potential.device)
-        start, warmup = chain.state.theta, 0
+        start, warmup = chain.state.position, 0
+        if start is None:
+            start = chain.state.theta if whitening is None else whitening.to_u(chain.state.theta)
     else:
         pyro.set_rng_seed(chain_seed(s.seed, index))
-        start, warmup = chain.init, s.warmup
-    # a dense mass matrix is a function of the chain's start: a resumed chain rebuilds it
-    dense = inverse_mass(potential, chain.init) if s.mass_matrix == "gauss_newton" else None
-    kernel = make_kernel(s, potential, chain.state, dense)
+        start = chain.init if whitening is None else torch.zeros_like(chain.init)
+        warmup = s.warmup
+    kernel = make_kernel(s, whitening or potential, chain.state, whitening is not None)
 
     def hook(kernel, params, stage, i):
         if stage.startswith("Sample") and (i + 1) % s.thin == 0:
-            chain.keep(params[SITE], kernel, infer_sigma)
+            chain.keep(params[SITE], kernel, infer_sigma, whitening)
             if checkpoint and chain.draws % s.checkpoint_every == 0:
                 checkpoint()
 

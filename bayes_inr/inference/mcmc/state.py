@@ -28,18 +28,28 @@ class ChainState:
     theta: torch.Tensor
     step_size: float
     inverse_mass: torch.Tensor
-    """The diagonal of the inverse mass matrix (dim,) (of a dense one, only its diagonal)."""
+    """The diagonal of the inverse mass matrix on ``theta`` (dim,) (of a dense one, only its
+    diagonal: a dense one is rebuilt from the chain's start on resume)."""
     rng: torch.Tensor
     rng_cuda: torch.Tensor | None = None
+    position: torch.Tensor | None = None
+    """The sampler's coordinates of ``theta`` where they are not ``theta`` itself (a
+    whitened potential's ``u``), so that a resumed chain continues from the very same
+    point (``theta`` to ``u`` does not round-trip in floating point)."""
 
     @classmethod
-    def capture(cls, theta: torch.Tensor, kernel) -> ChainState:
-        cuda = theta.device.type == "cuda"
-        mass = kernel.inverse_mass_matrix[(SITE,)]
-        if mass.ndim == 2:  # a dense mass matrix is rebuilt from the chain's start on resume
-            mass = mass.diagonal().clone()
-        return cls(theta.detach().clone(), float(kernel.step_size), mass, torch.get_rng_state(),
-                   torch.cuda.get_rng_state(theta.device) if cuda else None)
+    def capture(cls, position: torch.Tensor, kernel, whitening=None) -> ChainState:
+        """The state after a kept draw at the sampler's ``position``; ``whitening`` (a
+        :class:`~.precondition.Whitened` potential) maps it to ``theta``."""
+        cuda = position.device.type == "cuda"
+        position = position.detach().clone()
+        if whitening is None:
+            theta, mass, position = position, kernel.inverse_mass_matrix[(SITE,)], None
+        else:
+            theta = whitening.to_theta(position).to(position.dtype)
+            mass = whitening.inverse_mass_diagonal
+        return cls(theta, float(kernel.step_size), mass, torch.get_rng_state(),
+                   torch.cuda.get_rng_state(position.device) if cuda else None, position)
 
     def restore_rng(self, device: torch.device) -> None:
         torch.set_rng_state(self.rng)
@@ -64,13 +74,14 @@ class Chain:
     def draws(self) -> int:
         return sum(len(chunk) for chunk in self.images) + len(self.pending)
 
-    def keep(self, theta: torch.Tensor, kernel, infer_sigma: bool) -> None:
-        self.state = ChainState.capture(theta, kernel)
+    def keep(self, position: torch.Tensor, kernel, infer_sigma: bool, whitening=None) -> None:
+        """Keep the draw at the sampler's ``position`` (see :meth:`ChainState.capture`)."""
+        self.state = ChainState.capture(position, kernel, whitening)
         self.pending.append(self.state.theta)
         for name, value in kernel.stats.items():
             self.stats.setdefault(name, []).append(value)
         if infer_sigma:
-            self.log_sigma.append(float(theta[-1]))
+            self.log_sigma.append(float(self.state.theta[-1]))
 
     def render(self, potential: FlatPotential, save_params: bool) -> None:
         """Render the pending draws in batches (and keep them as parameters if asked)."""
