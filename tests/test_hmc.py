@@ -246,6 +246,34 @@ def test_gauss_newton_mass_matrix_samples_the_exact_posterior():
     assert abs(value - dim) > 4 * se, (value, se, dim)
 
 
+def test_whitened_potential_is_the_potential_under_a_linear_map(sample16):
+    """u = L^T (theta - theta0): the value is U(theta(u)), the gradient L^{-1} grad U (what a
+    unit mass matrix on u needs to be the mass matrix G = L L^T on theta), and the maps
+    invert each other; a gradient through L^T instead (the wrong side) is not it."""
+    config = FitConfig(inference="nuts", head="sigmoid", prior="fan_in_normal:0.2",
+                       **TINY | {"sigma": 0.05})
+    potential = hmc.FlatPotential(build_model(sample16, config))
+    center = potential.initial(1).double()
+    precision = hmc.gauss_newton_precision(potential, center)
+    whitened = hmc.Whitened(potential, center, precision)
+    u = torch.randn(potential.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    theta = whitened.to_theta(u)
+    np.testing.assert_allclose(whitened.to_u(theta.double()), u, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(whitened.to_theta(torch.zeros_like(u)), center.float())
+    z = u.clone().requires_grad_()
+    value = whitened({hmc.SITE: z})
+    (grad_u,) = torch.autograd.grad(value, z)
+    want_value, grad_theta = potential.value_and_grad(theta)
+    assert float(value) == float(want_value)
+    lower = torch.linalg.cholesky(precision)
+    want = torch.linalg.solve_triangular(lower, grad_theta.double()[:, None], upper=False)[:, 0]
+    np.testing.assert_allclose(grad_u, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
+    wrong = lower.T @ grad_theta.double()
+    assert not np.allclose(grad_u, wrong, rtol=1e-2, atol=1e-2 * float(wrong.abs().max()))
+    np.testing.assert_allclose(whitened.inverse_mass_diagonal,
+                               torch.linalg.inv(precision).diagonal(), rtol=1e-6)
+
+
 def test_gauss_newton_precision_is_the_laplace_precision(sample16):
     """On a linear-Gaussian model it is the exact posterior precision; on a network with a
     sigmoid head it is J^T J / sigma^2 + diag(1 / prior variance) with J from autograd."""
