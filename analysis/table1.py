@@ -527,7 +527,10 @@ def main() -> None:
     chosen = [d for d in profile.datasets if not args.datasets or d.name in args.datasets]
     loaded = {}
     for dataset in chosen:  # check every dataset before any work
-        data = load_benchmark(dataset.path)
+        try:
+            data = load_benchmark(dataset.path)
+        except InputError as err:
+            parser.exit(2, f"error: {err}\n")
         if data.attrs.get("protocol") != dataset.protocol:
             raise SystemExit(f"profile {args.profile} needs {dataset.path} made with protocol "
                              f"{dataset.protocol!r}, it has {data.attrs.get('protocol')!r}")
