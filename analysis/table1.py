@@ -16,7 +16,8 @@ MCD with per-pixel
 masks (the authors' ``F.dropout`` noise injection; the member of the deep ensemble),
 MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble of
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
-``models/mcd_V.toml`` with seeds seed + k, or the configs in ``models/de_V/``) and, where
+``models/mcd_V.toml`` with seeds seed + k; profile ``reference`` also ensembles the top N
+distinct configurations of a validation sweep, ``models/de_reference/``) and, where
 the profile says so, HMC (test split; profile ``reference``: ``models/hmc_reference.toml`` on
 the 64 x 64, 40 dB phantoms of ``data/reference_64.nc``). Profile ``paper5`` answers the
 5-view question on the paper's protocol (256 x 256, ``data/benchmark_256.nc``).
@@ -31,7 +32,8 @@ members of an earlier DE-5 run of the image, so the table can grow over sittings
 and every row of ``OUT/table1.csv`` carries the hashes of its run. On a rerun a row is
 kept, or a run file read back, only if its configuration hash and data hash equal the ones
 the run would have now; otherwise the run is made again. An interrupted table resumes, also
-from the committed CSV alone (the run files are not committed).
+from the committed CSV alone (the run files are not committed); an interrupted HMC run
+resumes from the draws it had saved (its run file is its checkpoint).
 
 Writes, after every image, ``OUT/table1.csv`` (one row per dataset, split, views,
 method and image, every score and the run's commit) and ``OUT/table1.md`` (means over
@@ -67,6 +69,7 @@ from bayes_inr.inference.config import FitConfig, load_config
 from bayes_inr.inference.ensemble import fit_ensemble
 from bayes_inr.inference.ensemble import settings as ensemble_settings
 from bayes_inr.inference.fit import fit
+from bayes_inr.inference.method import family_of
 from bayes_inr.model.catalog import validated
 
 PAPER = Path(__file__).with_name("reference") / "table1_paper.csv"
@@ -109,6 +112,11 @@ class Profile:
     TV start and TV factor) takes TV's weight validated on the profile's dataset and view
     count (``models/baselines/tv.toml``) instead of the one written in it, which was
     validated on the data the configuration was chosen on."""
+    ranked: str | None = None
+    """A directory under ``models/`` holding a validation sweep's ranked configurations
+    (``python -m bayes_inr.sweep --rank DIR --write-configs``: ``NAME_top1.toml``, ...). When
+    set, the per-pixel MCD row and DE-N of seeds take the rank-1 configuration, and rows
+    ``DE-N, top N`` ensemble ranks 1 to N, one member each."""
 
 
 PROFILES = {
@@ -130,10 +138,13 @@ PROFILES = {
                      workers=1),
     # the reference posterior's data (64 x 64, 20 views, 40 dB; data/reference_64.nc) with
     # an HMC row from the recipe that converges there (models/hmc_reference.toml), beside
-    # the baselines, Bayesian TV, BBB, both MCDs and DE-2 of the 128 x 128 configurations
+    # the baselines, Bayesian TV, BBB and one-mask MCD of the 128 x 128 configurations, and
+    # per-pixel MCD ensembles of a sweep on its validation phantoms: DE-2 and DE-5 of the
+    # best configuration's seeds and of the top 2 and top 5 configurations
     "reference": Profile((DataSet("data/reference_64.nc", "phantoms 64", "phantom64", (20,),
                                   "fine", hmc=True),),
-                         splits=("test",), members=2, hmc_config="hmc_reference"),
+                         splits=("test",), members=5, hmc_config="hmc_reference",
+                         ranked="de_reference"),
     # the paper's 5-view protocol on this CPU (issue 14's 5-view question): 256 x 256
     # phantoms rendered at 512 and block-averaged, sinograms made with the reconstruction
     # operator, no noise (python -m bayes_inr.data --size 256 --views 5 20 --protocol same);
@@ -166,19 +177,21 @@ def dataset_tv(config: FitConfig, dataset: DataSet, views: int, profile: Profile
     return config
 
 
-def member_configs(views: int, members: int, overrides: dict, data: str | None = None
-                   ) -> list[FitConfig]:
-    """``members`` MCD configs: the one :func:`model_config` picks, then
-    ``models/de_V/*.toml`` if any, else the MCD config again (each member gets its own
-    seed)."""
-    v = nearest_views(views)
-    paths = [MODELS / f"{validated('mcd', views, data)}.toml",
-             *sorted((MODELS / f"de_{v}").glob("*.toml"))]
-    if len(paths) == 1:
-        paths *= members
+def member_configs(views: int, members: int, overrides: dict, data: str | None = None,
+                   base: FitConfig | None = None) -> list[FitConfig]:
+    """``members`` copies of ``base`` or else of the MCD config :func:`model_config` picks
+    (each member gets its own seed)."""
+    return [base or model_config("mcd", views, overrides, data)] * members
+
+
+def ranked_configs(directory: str, members: int, overrides: dict) -> list[FitConfig]:
+    """The configs of ranks 1 to ``members`` in ``models/DIRECTORY`` (``NAME_topK.toml``, as
+    ``python -m bayes_inr.sweep --rank --write-configs`` writes them)."""
+    paths = sorted((MODELS / directory).glob("*_top*.toml"),
+                   key=lambda p: int(p.stem.rpartition("_top")[2]))
     if len(paths) < members:
-        raise SystemExit(f"DE-{members} needs {members} member configs, found {len(paths)} "
-                         f"(models/mcd_{v}.toml and models/de_{v}/*.toml)")
+        raise InputError(f"DE-{members} of the top configurations needs {members} ranked "
+                         f"configs, models/{directory} has {len(paths)}")
     return [load_config(path, **overrides) for path in paths[:members]]
 
 
@@ -197,16 +210,31 @@ def sample_hash(sample: Sample) -> str:
     return data_hash(sample.sinogram, sample.geometry.angles, sample.ground_truth)
 
 
-def cached(path: Path, make: Callable, settings, sample: Sample):
+def complete(idata, settings) -> bool:
+    """Whether ``idata``, a run of ``settings``, holds every chain and draw they ask for (a
+    sampler's run file is also its checkpoint: an interrupted run holds fewer)."""
+    if not isinstance(settings, FitConfig) or family_of(settings.inference) != "mcmc":
+        return True
+    pp = posterior.trim_partial(idata).posterior_predictive
+    return pp.sizes["chain"] >= settings.chains and pp.sizes["draw"] >= settings.draws
+
+
+def cached(path: Path, make: Callable, settings, sample: Sample, resumable: bool = False):
     """The run at ``path`` if it was made from ``settings`` and ``sample``'s data (equal
-    provenance hashes), else ``make()``, saved there. Returns (idata, reused)."""
+    provenance hashes), else ``make()``, saved there. Returns (idata, reused).
+
+    With ``resumable``, ``make(out=path, resume=run)`` writes its checkpoints to ``path``
+    and continues ``run``, what an interrupted run of ``settings`` left there (or None)."""
     want = {"config_hash": config_hash(settings), "data_hash": sample_hash(sample)}
+    resume = None
     if path.exists():
-        idata = posterior.load(path)
+        idata = posterior.load(path, trim=False)
         attrs = posterior.run_attrs(idata)
         if all(attrs.get(k) == v for k, v in want.items()):
-            return idata, True
-    idata = make()
+            if complete(idata, settings):
+                return posterior.trim_partial(idata), True
+            resume = idata if resumable else None
+    idata = make(out=path, resume=resume) if resumable else make()
     attrs = posterior.run_attrs(idata)
     made = {k: attrs.get(k) for k in want}
     if made != want:  # the run hashed other settings than the ones given here
@@ -247,17 +275,33 @@ class Job:
     make: Callable
     rows: tuple[tuple[str, Callable], ...]
     """(method label, run -> the part of the run the row scores)."""
+    resumable: bool = False
+    """Whether ``make`` takes ``out`` and ``resume`` (see :func:`cached`)."""
 
 
 def _whole(idata):
     return idata
 
 
+def ensemble_job(sample: Sample, stem: str, members: list[FitConfig], labels: Callable,
+                 workers: int, store: Path | None) -> Job:
+    """The deep ensemble of ``members``, whose rows ``labels(n)`` are its first n members
+    for n in :data:`ENSEMBLES`; it keeps its members in ``store`` (a directory, see
+    :func:`bayes_inr.inference.ensemble.fit_ensemble`)."""
+    base = members[0].replace(inference="ensemble", workers=workers)
+    return Job(f"{stem}{len(members)}", ensemble_settings(base, members),
+               lambda: fit_ensemble(sample, base, members, progress=False, store=store),
+               tuple((labels(n), lambda e, n=n: e.isel(chain=slice(0, n)))
+                     for n in ENSEMBLES if n <= len(members)))
+
+
 def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
-         members: list[FitConfig], split: str, store: Path | None = None) -> list[Job]:
-    """The runs of every method on one image, in table order. The ensemble keeps its
-    members in ``store`` (a directory, see :func:`bayes_inr.inference.ensemble.fit_ensemble`),
-    so a larger ensemble of the same image reuses the members fitted for a smaller one."""
+         members: list[FitConfig], split: str, store: Path | None = None,
+         ranked: list[FitConfig] | None = None) -> list[Job]:
+    """The runs of every method on one image, in table order. An ensemble keeps its
+    members in a directory (``store``, and ``store`` + ``_top`` for the one of ``ranked``,
+    the top configurations), so a larger ensemble of the same image reuses the members
+    fitted for a smaller one."""
     out = []
     for method in BASELINES:
         settings = baseline_settings(method, dataset.path, views)
@@ -283,25 +327,26 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
                            dataset, views, profile).replace(dropout_scope="image")
     out.append(Job("mcd_image", image_mcd, lambda: fit(sample, image_mcd, False),
                    ((MCD_LABELS["image"], _whole),)))
-    base = members[0].replace(inference="ensemble", workers=profile.workers)
-    subsets = [(MCD_LABELS[members[0].dropout_scope], lambda e: e.isel(chain=[0]))]
-    subsets += [(f"DE-{n}", lambda e, n=n: e.isel(chain=slice(0, n)))
-                for n in ENSEMBLES if n <= len(members)]
-    out.append(Job(f"de{len(members)}", ensemble_settings(base, members),
-                   lambda: fit_ensemble(sample, base, members, progress=False, store=store),
-                   tuple(subsets)))
+    seeds = ensemble_job(sample, "de", members, lambda n: f"DE-{n}", profile.workers, store)
+    member = (MCD_LABELS[members[0].dropout_scope], lambda e: e.isel(chain=[0]))
+    out.append(dataclasses.replace(seeds, rows=(member, *seeds.rows)))
+    if ranked:
+        out.append(ensemble_job(sample, "detop", ranked, lambda n: f"DE-{n}, top {n}",
+                                profile.workers, store and store.with_name(f"{store.name}_top")))
     if dataset.hmc and split == "test":
         overrides = {**profile.overrides, **profile.hmc_overrides}
         hmc = (load_config(profile.hmc_config, **overrides) if profile.hmc_config
                else model_config("hmc", views, overrides))
-        out.append(Job("hmc", hmc, lambda: fit(sample, hmc, False), (("HMC", _whole),)))
+        out.append(Job("hmc", hmc, lambda out=None, resume=None: fit(
+            sample, hmc, False, out=out, resume=resume), (("HMC", _whole),), resumable=True))
     return out
 
 
 def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profile: Profile,
               runs: Path, members: list[FitConfig], split: str = "test",
-              done: dict | None = None) -> list[dict]:
-    """Score rows of every method on one image.
+              done: dict | None = None, ranked: list[FitConfig] | None = None) -> list[dict]:
+    """Score rows of every method on one image (``members`` and ``ranked``: see
+    :func:`jobs`).
 
     A row of ``done`` (rows of an earlier table, keyed by dataset, split, views, image id
     and method) is kept when its hashes are the ones the run would have now; otherwise
@@ -312,7 +357,7 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
     want = {"data_hash": sample_hash(sample)}
     rows = []
     store = runs / f"members_{dataset.key}_{views}v_{image_id}"
-    for job in jobs(sample, dataset, views, profile, members, split, store):
+    for job in jobs(sample, dataset, views, profile, members, split, store, ranked):
         want["config_hash"] = config_hash(job.settings)
         earlier = [done.get((*key, label)) for label, _ in job.rows]
         if all(row is not None and all(row.get(k) == v for k, v in want.items())
@@ -320,7 +365,7 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
             rows += [dict(row) for row in earlier]
             continue
         idata, _ = cached(runs / f"{job.stem}_{dataset.key}_{views}v_{image_id}.nc",
-                          job.make, job.settings, sample)
+                          job.make, job.settings, sample, job.resumable)
         rows += [_row(select(idata), label) for label, select in job.rows]
     for row in rows:
         row |= {"dataset": dataset.name, "split": split, "views": views, "image_id": image_id}
@@ -378,10 +423,10 @@ PAPER_COLUMNS = (("psnr", "paper PSNR"), ("nll", "paper NLL"), ("ece", "paper EC
 
 FOOTNOTES = """
 Notes.
-- Ours: 128 x 128 images; phantoms noiseless with sinograms projected on a 2x finer grid
-  (no inverse crime); real CT slices at 40 dB SNR. The paper: 256 x 256, sinograms made
-  with the reconstruction operator (its protocol; profile `paper`), its own phantoms. The
-  paper's columns are its test (or validation) means, not a rerun.
+- Ours (profile `cpu`): 128 x 128 images; phantoms noiseless with sinograms projected on a
+  2x finer grid (no inverse crime); real CT slices at 40 dB SNR. The paper: 256 x 256,
+  sinograms made with the reconstruction operator (its protocol; profile `paper`), its own
+  phantoms. The paper's columns are its test (or validation) means, not a rerun.
 - `obj` columns are on the object (pixels whose true value is > 0); `all` columns on every
   pixel. Calibration comes from the randomised rank PIT (truth ranked among its draws plus
   itself, ties spread), so coverage is not inflated or deflated by the draw count; CRPS is
@@ -394,8 +439,12 @@ Notes.
 - `R-hat<=1.05 obj` and `ESS obj` (MCMC runs of at least 2 chains): the share of object
   pixels whose split R-hat is at most 1.05, and the median bulk ESS over the object.
 - Profile `reference`: 64 x 64 phantoms at 20 views with 40 dB noise
-  (`data/reference_64.nc`); its HMC row is `models/hmc_reference.toml`, the other methods
-  run their 128 x 128 configurations.
+  (`data/reference_64.nc`); its HMC row is `models/hmc_reference.toml`. The per-pixel MCD
+  row and DE-N (seeds) take the best configuration of a sweep on its validation phantoms
+  (`models/sweeps/mcd_reference.toml`, ranked by object CRPS: `models/de_reference/`);
+  `DE-N, top N` ensembles that sweep's N best distinct configurations, one seed each
+  (seeds seed + k), as the paper's ensembles did. The other methods run their 128 x 128
+  configurations.
 - Profile `paper5`: the paper's protocol at 5 views on a CPU (256 x 256 phantoms rendered
   at 512 and block-averaged, sinograms made with the reconstruction operator, no noise;
   `data/benchmark_256.nc`). TV's weight and iterations are validated on these data; the
@@ -405,7 +454,7 @@ Notes.
   per draw: the Gal and Ghahramani posterior (one function per draw), the same
   configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members
   (one configuration, seeds seed + k; the paper's ensembles took the top N configurations
-  of a sweep).
+  of a sweep, as `DE-N, top N` does in profile `reference`).
 - Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
   (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
   dataset and view count, so that its mode is the TV row's image; sigma chosen on validation
@@ -532,9 +581,15 @@ def main() -> None:
         except InputError as err:
             parser.exit(2, f"error: {err}\n")
         if data.attrs.get("protocol") != dataset.protocol:
-            raise SystemExit(f"profile {args.profile} needs {dataset.path} made with protocol "
-                             f"{dataset.protocol!r}, it has {data.attrs.get('protocol')!r}")
+            parser.exit(2, f"error: profile {args.profile} needs {dataset.path} made with "
+                           f"protocol {dataset.protocol!r}, it has "
+                           f"{data.attrs.get('protocol')!r}\n")
         loaded[dataset.name] = data
+    try:
+        top = (ranked_configs(profile.ranked, n_members, profile.overrides) if profile.ranked
+               else None)
+    except InputError as err:
+        parser.exit(2, f"error: {err}\n")
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     done = read_rows(args.out)
@@ -552,13 +607,14 @@ def main() -> None:
     order = {d.name: i for i, d in enumerate(profile.datasets)}
     for dataset, views in plan:
         data = loaded[dataset.name]
-        members = [dataset_tv(config, dataset, views, profile) for config in
-                   member_configs(views, n_members, profile.overrides, dataset.data)]
+        ranked = top and [dataset_tv(config, dataset, views, profile) for config in top]
+        members = [dataset_tv(config, dataset, views, profile) for config in member_configs(
+            views, n_members, profile.overrides, dataset.data, ranked and ranked[0])]
         for split in splits:
             for image_id in benchmark_ids(data, split):
                 sample = benchmark_sample(data, image_id, views)
                 rows += run_image(sample, dataset, views, image_id, profile, runs, members,
-                                  split, done)
+                                  split, done, ranked)
                 seconds = time.perf_counter() - start
                 print(f"{dataset.name} {split} {views} views image {image_id} done "
                       f"({seconds:.0f} s)", flush=True)

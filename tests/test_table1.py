@@ -219,3 +219,72 @@ def test_tv_per_dataset_profiles_give_inr_configs_tv_weight_validated_on_their_d
     profile = table1.Profile((dataset,), overrides=TINY, tv_per_dataset=True)
     assert table1.dataset_tv(factor, dataset, 20, profile).tv_weight == written
     assert table1.PROFILES["paper5"].tv_per_dataset
+
+
+def test_ranked_profiles_ensemble_the_top_configurations_beside_seeds_of_the_best(
+        tmp_path, monkeypatch):
+    """``Profile.ranked``: DE-N of seeds takes the rank-1 configuration, and ``DE-N, top N``
+    ensembles ranks 1 to N (by rank number: top10 comes after top2)."""
+    ranked = tmp_path / "models" / "de_tiny"
+    ranked.mkdir(parents=True)
+    for rank, dropout in ((1, 0.1), (2, 0.2), (10, 0.3)):
+        (ranked / f"sweep_top{rank}.toml").write_text(
+            f'inference = "mcd"\ndropout_scope = "pixel"\ndropout = {dropout}\n')
+    monkeypatch.setattr(table1, "MODELS", tmp_path / "models")
+    top = table1.ranked_configs("de_tiny", 2, TINY)
+    assert [c.dropout for c in top] == [0.1, 0.2]
+    with pytest.raises(table1.InputError, match="needs 4 ranked configs, .* has 3"):
+        table1.ranked_configs("de_tiny", 4, TINY)
+    dataset = table1.DataSet("unused", "phantoms", "phantom", (20,), "fine")
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1, ranked="de_tiny")
+    members = table1.member_configs(20, 2, TINY, base=top[0])
+    sample = phantom_sample(5, 20, 16)
+    store = tmp_path / "members"
+    ensembles = table1.jobs(sample, dataset, 20, profile, members, "test", store, top)[-2:]
+    assert [[label for label, _ in job.rows] for job in ensembles] == [
+        ["MCD, per-pixel masks", "DE-2"], ["DE-2, top 2"]]
+    seeds, best = (table1.cached(tmp_path / f"{job.stem}.nc", job.make, job.settings,
+                                 sample)[0] for job in ensembles)
+    assert [job.stem for job in ensembles] == ["de2", "detop2"]
+    assert [c["dropout"] for c in posterior.config(seeds)["member_configs"]] == [0.1, 0.1]
+    assert [c["dropout"] for c in posterior.config(best)["member_configs"]] == [0.1, 0.2]
+    assert sorted(p.name for p in (tmp_path / "members_top").glob("*.nc")) == [
+        "member0.nc", "member1.nc"]
+
+
+def test_an_interrupted_hmc_run_resumes_from_its_run_file(tmp_path, monkeypatch):
+    """The HMC job writes its draws to its run file as it goes; a sitting that finds a
+    partial run there of the same configuration and data continues it instead of starting
+    again, and a finished one is read back."""
+    recipe = tmp_path / "tiny_nuts.toml"
+    recipe.write_text('inference = "nuts"\ndepth = 1\nwidth = 8\nsteps = 5\nchains = 2\n'
+                      'warmup = 5\ndraws = 6\ncheckpoint_every = 2\nmax_tree_depth = 3\n'
+                      'threads = 1\n')
+    dataset = table1.DataSet("unused", "phantoms 64", "phantom64", (20,), "fine", hmc=True)
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1, hmc_config=str(recipe),
+                             hmc_overrides={"draws": 6})
+    sample = phantom_sample(5, 20, 16)
+    job = table1.jobs(sample, dataset, 20, profile, table1.member_configs(20, 1, TINY),
+                      "test")[-1]
+    assert job.resumable
+    path = tmp_path / "hmc.nc"
+    full, reused = table1.cached(path, job.make, job.settings, sample, job.resumable)
+    assert not reused and table1.complete(posterior.load(path, trim=False), job.settings)
+    # what an interruption after the first checkpoint leaves: 2 of 6 draws per chain
+    partial = posterior.load(path, trim=False).isel(draw=slice(0, 2))
+    posterior.save(partial, path)
+    assert not table1.complete(posterior.load(path, trim=False), job.settings)
+    seen = []
+    real_fit = table1.fit
+    monkeypatch.setattr(table1, "fit", lambda *a, **k: seen.append(k) or real_fit(*a, **k))
+    resumed, reused = table1.cached(path, job.make, job.settings, sample, job.resumable)
+    assert not reused and seen[0]["resume"] is not None and seen[0]["out"] == path
+    assert posterior.image_draws(resumed).shape[0] == 12
+    np.testing.assert_array_equal(posterior.image_draws(resumed.isel(draw=slice(0, 2))),
+                                  posterior.image_draws(full.isel(draw=slice(0, 2))))
+    again, reused = table1.cached(path, job.make, job.settings, sample, job.resumable)
+    assert reused and len(seen) == 1
+    # without resumable (the other jobs) a partial file is run again from the start
+    posterior.save(partial, path)
+    table1.cached(path, job.make, job.settings, sample)
+    assert seen[-1] == {}
