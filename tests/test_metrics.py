@@ -345,6 +345,10 @@ def test_score_table_formats_missing_as_dash():
     assert table[2].split() == ["MCD", "33.080", "1.093", "0.113"]
     assert table[3].split() == ["FBP", "15.710", "-", "-"]
     assert len({len(line) for line in table[:3]}) == 1
+    # small values keep three significant digits: two TV weights of a sweep stay apart
+    small = metrics.score_table([{"tv_weight": 5.48e-4}, {"tv_weight": 1.75e-4},
+                                 {"tv_weight": 0.0}]).split()
+    assert small[2:] == ["0.000548", "0.000175", "0.000"]
 
 
 def test_summary_and_ranking_columns_come_from_the_metric_table():
