@@ -287,4 +287,4 @@ def test_an_interrupted_hmc_run_resumes_from_its_run_file(tmp_path, monkeypatch)
     # without resumable (the other jobs) a partial file is run again from the start
     posterior.save(partial, path)
     table1.cached(path, job.make, job.settings, sample)
-    assert seen[-1] == {}
+    assert len(seen) == 2 and seen[-1] == {"out": None, "resume": None}
