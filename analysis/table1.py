@@ -45,6 +45,8 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ from bayes_inr.core.atomic import atomic_path
 from bayes_inr.core.errors import InputError
 from bayes_inr.core.outputs import check_output_dir
 from bayes_inr.core.provenance import config_hash, data_hash
+from bayes_inr.core.workers import raise_interrupt
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.data.sample import Sample
 from bayes_inr.evaluation.convergence import pixel_convergence
@@ -605,21 +608,29 @@ def main() -> None:
     others = [row for row in done.values()
               if (row["dataset"], row["split"], row["views"]) not in planned]
     order = {d.name: i for i, d in enumerate(profile.datasets)}
-    for dataset, views in plan:
-        data = loaded[dataset.name]
-        ranked = top and [dataset_tv(config, dataset, views, profile) for config in top]
-        members = [dataset_tv(config, dataset, views, profile) for config in member_configs(
-            views, n_members, profile.overrides, dataset.data, ranked and ranked[0])]
-        for split in splits:
-            for image_id in benchmark_ids(data, split):
-                sample = benchmark_sample(data, image_id, views)
-                rows += run_image(sample, dataset, views, image_id, profile, runs, members,
-                                  split, done, ranked)
-                seconds = time.perf_counter() - start
-                print(f"{dataset.name} {split} {views} views image {image_id} done "
-                      f"({seconds:.0f} s)", flush=True)
-                write_tables(sorted(others + rows, key=lambda r: order.get(r["dataset"], 0)),
-                             args.out, title, seconds)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)  # a kill keeps what is done
+    try:
+        for dataset, views in plan:
+            data = loaded[dataset.name]
+            ranked = top and [dataset_tv(config, dataset, views, profile) for config in top]
+            members = [dataset_tv(config, dataset, views, profile) for config in member_configs(
+                views, n_members, profile.overrides, dataset.data, ranked and ranked[0])]
+            for split in splits:
+                for image_id in benchmark_ids(data, split):
+                    sample = benchmark_sample(data, image_id, views)
+                    rows += run_image(sample, dataset, views, image_id, profile, runs, members,
+                                      split, done, ranked)
+                    seconds = time.perf_counter() - start
+                    print(f"{dataset.name} {split} {views} views image {image_id} done "
+                          f"({seconds:.0f} s)", flush=True)
+                    write_tables(sorted(others + rows, key=lambda r: order.get(r["dataset"], 0)),
+                                 args.out, title, seconds)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished runs are in {runs} (an HMC run keeps its draws so "
+              "far in its run file); rerun the same command to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print((args.out / "table1.md").read_text())
 
 
