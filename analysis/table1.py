@@ -158,12 +158,6 @@ PROFILES = {
 }
 
 
-def nearest_views(views: int) -> int:
-    """The view count of the shipped MCD configuration nearest to ``views``, as the fit
-    command picks it (:func:`bayes_inr.model.catalog.validated`)."""
-    return int(validated("mcd", views).rpartition("_")[2])
-
-
 def model_config(kind: str, views: int, overrides: dict, data: str | None = None
                  ) -> FitConfig:
     """The shipped ``KIND`` configuration the fit command picks for ``views`` views of

@@ -142,7 +142,8 @@ def test_table1_hmc_row_of_a_named_recipe_has_convergence_columns(tmp_path):
 
 
 def test_nearest_validated_views():
-    assert [table1.nearest_views(v) for v in (5, 8, 13, 20, 60)] == [5, 5, 20, 20, 20]
+    assert [table1.validated("mcd", v) for v in (5, 8, 13, 20, 60)] == [
+        "mcd_5", "mcd_5", "mcd_20", "mcd_20", "mcd_20"]
     assert table1.model_config("mcd", 60, {}).dropout_scope == "pixel"
     # real CT takes the files chosen on the real-CT slices, as the fit command does
     real = table1.member_configs(60, 2, {}, "real")
