@@ -3,6 +3,7 @@ and a real-CT table beside it.
 
     python analysis/table1.py --profile cpu --out analysis/results/table1_cpu
     python analysis/table1.py --profile cpu --splits val --out analysis/results/table1_cpu
+    python analysis/table1.py --profile cpu --datasets phantoms --views 20 --splits val
     python analysis/table1.py --profile paper --out results/table1_paper   # GPU / cluster
     python analysis/table1.py --profile reference --out analysis/results/table1_reference
     python analysis/table1.py --profile paper5 --out analysis/results/table1_paper5
@@ -549,6 +550,8 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--datasets", nargs="+", help="names of the profile's datasets to "
                         "run (default all): phantoms, 'real CT'")
+    parser.add_argument("--views", nargs="+", type=int,
+                        help="view counts to run (default: every one of each dataset)")
     parser.add_argument("--splits", nargs="+", choices=("val", "test"),
                         help="splits to run (default: the profile's)")
     parser.add_argument("--members", type=int,
@@ -571,6 +574,10 @@ def main() -> None:
     splits = args.splits or profile.splits
     n_members = args.members or profile.members
     chosen = [d for d in profile.datasets if not args.datasets or d.name in args.datasets]
+    offered = {views for d in chosen for views in d.views}
+    if args.views and not set(args.views) <= offered:
+        parser.exit(2, f"error: --views {' '.join(map(str, args.views))}: profile "
+                       f"{args.profile} has {', '.join(map(str, sorted(offered)))} here\n")
     loaded = {}
     for dataset in chosen:  # check every dataset before any work
         try:
@@ -596,7 +603,7 @@ def main() -> None:
     # the first view count of every dataset first, then the second, ...: the headline
     # 20-view rows of phantoms and real CT come before the rest
     plan = [(d, d.views[i]) for i in range(max(len(d.views) for d in chosen)) for d in chosen
-            if i < len(d.views)]
+            if i < len(d.views) and (not args.views or d.views[i] in args.views)]
     # rows of the earlier table outside this run's datasets, splits and view counts stay
     planned = {(d.name, split, views) for d, views in plan for split in splits}
     others = [row for row in done.values()

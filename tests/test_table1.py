@@ -177,6 +177,33 @@ def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypat
     assert [key[0] for key in both] == [key[0] for key in run("--datasets", "two")]
 
 
+def test_views_runs_only_the_view_counts_it_names(tmp_path, monkeypatch, capsys):
+    """``--views`` runs the named view counts and keeps the other rows; a view count the
+    profile does not have is one error line, exit 2, before any work."""
+    from bayes_inr.data.benchmark import build_benchmark, write_dataset
+
+    data = build_benchmark(size=16, views=(4, 6), n_phantoms=6)
+    path = write_dataset(data, tmp_path / "one.nc")
+    dataset = table1.DataSet(str(path), "one", "one", (4, 6), data.attrs["protocol"])
+    monkeypatch.setitem(table1.PROFILES, "tiny",
+                        table1.Profile((dataset,), splits=("test",), members=1,
+                                       overrides=TINY, workers=1))
+    out = tmp_path / "table"
+
+    def run(*extra):
+        monkeypatch.setattr(sys, "argv", ["table1.py", "--profile", "tiny", "--out", str(out),
+                                          *extra])
+        table1.main()
+        return list(table1.read_rows(out))
+
+    assert {key[2] for key in run("--views", "6")} == {6}
+    assert {key[2] for key in run("--views", "4")} == {4, 6}
+    with pytest.raises(SystemExit) as stop:
+        run("--views", "20")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --views 20: profile tiny has 4, 6 here"
+
+
 @pytest.mark.parametrize("stem", ["de2", "bbb"])
 def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, stem):
     """The recalibration script's runs are Table 1's own (same config hash) on the real-CT
