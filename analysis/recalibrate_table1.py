@@ -2,19 +2,20 @@
 
     python analysis/recalibrate_table1.py [--method de2] [--dataset phantoms] [--views 20]
 
-For one fitted row of ``analysis/table1.py`` (profile ``cpu``; ``--method`` is its job: ``de2``
-for DE-2, ``btv`` for Bayesian TV, ``bbb`` for BBB, ``mcd_image`` for MCD with one mask per
-draw): fits it on every validation image exactly as Table 1 fits
-it on test (Table 1's own job, so the same config hash; run files are reused from ``RUNS``
-when their config and data hashes match), calibrates it on those runs
+For one fitted row of ``analysis/table1.py`` (profile ``cpu``; ``--method`` names it:
+``btv`` Bayesian TV, ``bbb`` BBB, ``mcd_image`` and ``mcd_pixel`` the two MCD mask scopes,
+``de2``, ``de5``, ``de10`` the deep ensembles): fits it on every validation image exactly as
+Table 1 fits it on test (Table 1's own job, so the same config hash; run files and ensemble
+members are reused from ``RUNS`` when their config and data hashes match; per-pixel MCD and
+DE-N are read off the job's ten-member ensemble, as in Table 1), calibrates it on those runs
 (:func:`bayes_inr.evaluation.recalibration.calibrate`, split verified against the benchmark),
 applies the calibration to each test run of Table 1 (which must be there: run
 ``analysis/table1.py`` first), and scores raw and recalibrated predictives, object first.
 Nothing is chosen on test: the calibration sees validation images only, and each test image
 is scored once per predictive.
 
-Writes ``analysis/results/recalibration/METHOD_DATASET_Vv.json`` (the calibration) and
-``.md`` (the table).
+Writes ``analysis/results/recalibration/METHOD_DATASET_Vv.json`` and ``..._symmetric.json``
+(the calibrations, one per form of the recalibrated predictive) and ``.md`` (the table).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,28 +48,38 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
            ("above_90_object", "above", ".2f"), ("ece_all", "ECE all", ".3f"))
 
 
-METHODS = {"de2": "DE-2", "btv": "Bayesian TV", "bbb": "BBB",
-           "mcd_image": table1.MCD_LABELS["image"]}
-"""Table 1's job stem -> its row label."""
+METHODS = {"btv": "Bayesian TV", "bbb": "BBB",
+           **{f"mcd_{scope}": label for scope, label in table1.MCD_LABELS.items()},
+           **{f"de{n}": f"DE-{n}" for n in table1.ENSEMBLES}}
+"""``--method`` -> its Table-1 row. Per-pixel MCD and the DE-N rows are read off Table 1's
+one ensemble job (its first member, its first N members)."""
 
 
-def job_runs(data, dataset: table1.DataSet, views: int, split: str, stem: str) -> list[Path]:
-    """The run files of Table 1's job ``stem`` (:func:`table1.jobs`) on ``split``, reused
-    from ``RUNS`` when their hashes match, else fitted there."""
+PREDICTIVE_FILES = {"residuals": "", "symmetric": "_symmetric"}
+"""Form of the recalibrated predictive -> suffix of its calibration file's name."""
+
+
+def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str
+             ) -> list[tuple[Path, Callable]]:
+    """The run files of the Table-1 job that scores row ``label`` (:func:`table1.jobs`) on
+    ``split``, each with the selection the row scores; reused from ``RUNS`` (ensemble
+    members from their store) when their hashes match, else fitted there."""
     profile = table1.PROFILES["cpu"]
-    members = table1.member_configs(views, 2, profile.overrides, dataset.data)
-    paths = []
+    members = table1.member_configs(views, profile.members, profile.overrides, dataset.data)
+    runs = []
     for image_id in benchmark_ids(data, split):
         sample = benchmark_sample(data, image_id, views)
-        (job,) = [job for job in table1.jobs(sample, dataset, views, profile, members, split)
-                  if job.stem == stem]
-        path = RUNS / f"{job.stem}_{dataset.key}_{views}v_{image_id}.nc"
+        store = table1.run_path(RUNS, "members", dataset, views, image_id).with_suffix("")
+        ((job, select),) = [(job, select) for job in table1.jobs(
+            sample, dataset, views, profile, members, split, store)
+            for name, select in job.rows if name == label]
+        path = table1.run_path(RUNS, job.stem, dataset, views, image_id)
         if split == "test" and not path.exists():
             raise SystemExit(f"{path} is missing: run analysis/table1.py first")
         _, reused = table1.cached(path, job.make, job.settings, sample)
         print(f"{split} image {image_id}: {'reused' if reused else 'fitted'} {path}", flush=True)
-        paths.append(path)
-    return paths
+        runs.append((path, select))
+    return runs
 
 
 def main() -> int:
@@ -83,19 +95,25 @@ def main() -> int:
     RUNS.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    val = job_runs(data, dataset, args.views, "val", args.method)
-    test = job_runs(data, dataset, args.views, "test", args.method)
+    label = METHODS[args.method]
+    val = job_runs(data, dataset, args.views, "val", label)
+    test = job_runs(data, dataset, args.views, "test", label)
     stem = OUT / f"{args.method}_{dataset.key}_{args.views}v"
-    calibration = calibrate([posterior.load(p) for p in val], [p.name for p in val],
-                            benchmark=data, dataset=dataset.path)
-    save_calibration(calibration, stem.with_suffix(".json"))
-    rows = {"raw": [], "recalibrated": []}
-    for path in test:
-        idata = posterior.load(path)
+    runs = [select(posterior.load(p)) for p, select in val]
+    files = {}  # row name -> calibration file, one per form of the recalibrated predictive
+    for form, suffix in PREDICTIVE_FILES.items():
+        calibration = calibrate(runs, [p.name for p, _ in val], benchmark=data,
+                                dataset=dataset.path, predictive=form)
+        files[f"recalibrated, {form}"] = save_calibration(
+            calibration, stem.with_name(stem.name + suffix + ".json"))
+    rows = {"raw": []} | {name: [] for name in files}
+    for path, select in test:
+        idata = select(posterior.load(path))
         rows["raw"].append(score(idata))
-        rows["recalibrated"].append(score(apply(idata, stem.with_suffix(".json"))))
+        for name, file in files.items():
+            rows[name].append(score(apply(idata, file)))
     commit, dirty = git_state()
-    lines = [f"# {METHODS[args.method]} recalibrated on validation: {dataset.name}, "
+    lines = [f"# {label} recalibrated on validation: {dataset.name}, "
              f"{args.views} views",
              "",
              f"Written by `python analysis/recalibrate_table1.py --method {args.method} "
@@ -106,9 +124,11 @@ def main() -> int:
              f"images; k_0.5 = {calibration.multiplier(0.5):.3f}, k_0.9 = "
              f"{calibration.multiplier(0.9):.3f} (pixel-pooled; the image-level k_0.9 with "
              f"{calibration.n_images} images is {calibration.multiplier(0.9, 'image'):.3f}). "
-             f"Means over the test images {', '.join(p.stem.rpartition('_')[2] for p in test)}; "
-             "the recalibrated predictive is m + s Z with Z the validation residuals "
-             "(docs/guide/recalibration.md).",
+             "Means over the test images "
+             f"{', '.join(p.stem.rpartition('_')[2] for p, _ in test)}; "
+             "the recalibrated predictive is m + s Z with Z shaped as the validation "
+             "residuals, or symmetric with the conformal |z| (the image unchanged; "
+             "docs/guide/recalibration.md).",
              "",
              "| predictive | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
              "|---|" + "---|" * len(COLUMNS)]

@@ -340,6 +340,12 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     return out
 
 
+def run_path(runs: Path, stem: str, dataset: DataSet, views: int, image_id: int) -> Path:
+    """Where the run of job ``stem`` on one image lives: ``RUNS/STEM_DATA_Vv_ID.nc``; the
+    stem ``members`` without the suffix is the directory of its ensemble members."""
+    return runs / f"{stem}_{dataset.key}_{views}v_{image_id}.nc"
+
+
 def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profile: Profile,
               runs: Path, members: list[FitConfig], split: str = "test",
               done: dict | None = None, ranked: list[FitConfig] | None = None) -> list[dict]:
@@ -354,7 +360,7 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
     key = (dataset.name, split, views, image_id)
     want = {"data_hash": sample_hash(sample)}
     rows = []
-    store = runs / f"members_{dataset.key}_{views}v_{image_id}"
+    store = run_path(runs, "members", dataset, views, image_id).with_suffix("")
     for job in jobs(sample, dataset, views, profile, members, split, store, ranked):
         want["config_hash"] = config_hash(job.settings)
         earlier = [done.get((*key, label)) for label, _ in job.rows]
@@ -362,8 +368,8 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
                for row in earlier):
             rows += [dict(row) for row in earlier]
             continue
-        idata, _ = cached(runs / f"{job.stem}_{dataset.key}_{views}v_{image_id}.nc",
-                          job.make, job.settings, sample, job.resumable)
+        idata, _ = cached(run_path(runs, job.stem, dataset, views, image_id), job.make,
+                          job.settings, sample, job.resumable)
         rows += [_row(select(idata), label) for label, select in job.rows]
     for row in rows:
         row |= {"dataset": dataset.name, "split": split, "views": views, "image_id": image_id}

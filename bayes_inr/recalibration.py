@@ -23,6 +23,7 @@ from .data.benchmark import load_benchmark
 from .evaluation import metrics
 from .evaluation.recalibration import (
     DRAWS,
+    PREDICTIVES,
     Calibration,
     _truth,
     apply,
@@ -47,6 +48,10 @@ def parser() -> argparse.ArgumentParser:
                    "establishes each run's split (test runs are refused)")
     f.add_argument("--vouch-validation", action="store_true", help="take runs whose split "
                    "cannot be established as validation images (recorded as unverified)")
+    f.add_argument("--predictive", choices=PREDICTIVES, default="residuals",
+                   help="the recalibrated predictive m + s Z: Z shaped as the validation "
+                   "residuals (default; may move the image), or symmetric with the conformal "
+                   "|z| (keeps the image; its central intervals are the conformal ones)")
     f.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     a = sub.add_parser("apply", help="a run's recalibrated predictive")
     a.add_argument("run", type=Path, help="run file (.nc), not one of the calibration runs")
@@ -64,11 +69,13 @@ def _fit_command(args) -> None:
     cal = calibrate([posterior.load(path) for path in args.runs],
                     [str(path.resolve()) for path in args.runs],
                     benchmark=benchmark, dataset=None if args.dataset is None
-                    else str(args.dataset.resolve()), vouch=args.vouch_validation)
+                    else str(args.dataset.resolve()), vouch=args.vouch_validation,
+                    predictive=args.predictive)
     save_calibration(cal, args.out)
     ks = ", ".join(f"k_{q:g} = {cal.multiplier(q):.3f} (image units: "
                    f"{cal.multiplier(q, 'image'):.3f})" for q in (0.5, 0.9))
-    print(f"wrote {args.out}: {cal.method}, {cal.views} views, {cal.n_pixels} object pixels "
+    print(f"wrote {args.out}: {cal.method}, {cal.views} views, {cal.predictive} predictive, "
+          f"{cal.n_pixels} object pixels "
           f"of {cal.n_images} validation image(s) ({cal.n_zero_sd} with s_draws = 0); {ks}")
     if not cal.split_verified:
         print("warning: the split of some runs is vouched for, not verified", file=sys.stderr)

@@ -23,10 +23,12 @@ from bayes_inr.evaluation.recalibration import (
     conformal_quantile,
     image_weights,
     interval,
+    load_calibration,
     moments,
     recalibrated_draws,
     residuals,
     run_moments,
+    save_calibration,
 )
 from bayes_inr.recalibration import main
 
@@ -120,6 +122,45 @@ def test_shape_error_is_corrected_on_fresh_data():
     assert fixed["ece"] <= 0.03
     assert 0.88 <= fixed["coverage_90"] <= 0.92
     assert 0.035 <= fixed["below_90"] <= 0.065 and 0.035 <= fixed["above_90"] <= 0.065
+
+
+def test_symmetric_predictive_keeps_the_image_and_gives_the_conformal_intervals():
+    """The symmetric form: its mean is the method's image, its central 90 % interval the
+    conformal one; calibrated where the errors are symmetric, while on skewed errors it keeps
+    the lopsided tails that the residuals' form corrects (the control)."""
+    rng = np.random.default_rng(6)
+    samples, truth = predictive(rng, (100, 100), 2.0)
+    cal = Calibration.from_residuals([residuals(samples, truth)], predictive="symmetric")
+    samples, truth = predictive(rng, (100, 100), 2.0)
+    mean, sd = moments(samples)
+    draws = recalibrated_draws(mean, sd, cal, 99)  # levels (i + 1) / 100
+    np.testing.assert_allclose(draws.mean(axis=0), mean, rtol=0, atol=1e-12)
+    lo, hi = interval(mean, sd, cal, 0.9)
+    np.testing.assert_allclose(draws[[4, 94]], np.stack([lo, hi]))  # levels 0.05, 0.95
+    fixed = metrics.calibration(draws, truth)
+    assert fixed["ece"] <= 0.03 and 0.88 <= fixed["coverage_90"] <= 0.92
+    samples, truth = predictive(rng, (100, 100), 2.0, skewed=True)
+    mean, sd = moments(samples)
+    for form, lopsided in (("symmetric", True), ("residuals", False)):
+        z = residuals(*predictive(rng, (100, 100), 2.0, skewed=True))
+        tails = metrics.calibration(recalibrated_draws(
+            mean, sd, Calibration.from_residuals([z], predictive=form)), truth)
+        assert (abs(tails["below_90"] - tails["above_90"]) > 0.03) == lopsided, form
+
+
+def test_calibration_files_keep_their_predictive_and_old_files_read_as_residuals(tmp_path):
+    z = np.random.default_rng(7).standard_normal(500)
+    cal = Calibration.from_residuals([z], predictive="symmetric")
+    path = save_calibration(cal, tmp_path / "cal.json")
+    assert load_calibration(path)[0].predictive == "symmetric"
+    content = json.loads(path.read_text())
+    content.pop("predictive")  # a file written before the field existed
+    path.write_text(json.dumps(content))
+    assert load_calibration(path)[0].predictive == "residuals"
+    with pytest.raises(InputError, match="unknown recalibrated predictive 'mean'"):
+        Calibration.from_residuals([z], predictive="mean")
+    with pytest.raises(InputError, match="bound no interval"):  # 500 pixels: k_0.999 = inf
+        recalibrated_draws(np.zeros(2), np.ones(2), cal, 2000)
 
 
 def test_negative_control_no_guarantee_under_a_different_distribution():

@@ -204,11 +204,15 @@ def test_views_runs_only_the_view_counts_it_names(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().err.strip() == "error: --views 20: profile tiny has 4, 6 here"
 
 
-@pytest.mark.parametrize("stem", ["de2", "bbb"])
-def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, stem):
-    """The recalibration script's runs are Table 1's own (same config hash) on the real-CT
-    slices too, whose members and BBB take the real-CT configurations."""
+@pytest.mark.parametrize(("method", "stem", "chains"),
+                         [("de5", "de10", 5), ("mcd_pixel", "de10", 1), ("bbb", "bbb", 3)])
+def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method, stem, chains):
+    """The recalibration script's runs are Table 1's own (same job, config hash and file) on
+    the real-CT slices too, whose members and BBB take the real-CT configurations, and it
+    scores the part of the run the row does (DE-5: the first five members)."""
     recalibrate = pytest.importorskip("recalibrate_table1")
+    import arviz as az
+
     from bayes_inr.core.provenance import config_hash
     from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 
@@ -217,15 +221,20 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, stem):
     seen = []
     monkeypatch.setattr(table1, "cached",
                         lambda path, make, settings, sample: seen.append(settings) or (0, 1))
-    recalibrate.job_runs(data, real, 20, "val", stem)
+    (path, select), *_ = recalibrate.job_runs(data, real, 20, "val",
+                                               recalibrate.METHODS[method])
     profile = table1.PROFILES["cpu"]
     image_id = benchmark_ids(data, "val")[0]
+    assert path == recalibrate.RUNS / f"{stem}_real_20v_{image_id}.nc"
     sample = benchmark_sample(data, image_id, 20)
-    members = table1.member_configs(20, 2, profile.overrides, "real")
+    members = table1.member_configs(20, profile.members, profile.overrides, "real")
     (job,) = [j for j in table1.jobs(sample, real, 20, profile, members, "val") if j.stem == stem]
     assert config_hash(seen[0]) == config_hash(job.settings)
-    phantom_members = table1.member_configs(20, 2, profile.overrides)
+    phantom_members = table1.member_configs(20, profile.members, profile.overrides)
     assert phantom_members != members  # the phantoms' configurations would be another run
+    run = az.from_dict(posterior_predictive={"image": np.zeros((3 if stem == "bbb" else 10,
+                                                                2, 4, 4))})
+    assert select(run).posterior_predictive.sizes["chain"] == chains
 
 
 def test_tv_per_dataset_profiles_give_inr_configs_tv_weight_validated_on_their_data():

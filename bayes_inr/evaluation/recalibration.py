@@ -19,10 +19,19 @@ it is a validation image.
 ceil((n + 1) q)-th smallest |z| of the n calibration pixels, infinite when
 ceil((n + 1) q) > n. Levels off the grid use the next grid level up (still valid, wider).
 
-**Recalibrated predictive.** Per pixel m + s Z, Z distributed as the calibration's signed z
-(its quantile function: the Weibull plotting positions j / (n + 1) of the sorted z,
-interpolated), so it has the residuals' shape (skew, tails), not only their width. It is
-stored as S deterministic draws at the levels (i + 1) / (S + 1), i = 0..S-1, of Z: the
+**Recalibrated predictive.** Per pixel m + s Z, in one of two forms (the calibration's
+``predictive``):
+
+- ``"residuals"``: Z distributed as the calibration's signed z (its quantile function: the
+  Weibull plotting positions j / (n + 1) of the sorted z, interpolated), so it has the
+  residuals' shape (skew, tails), not only their width. Its mean is m + s E[Z]: a bias of
+  the validation images moves the image;
+- ``"symmetric"``: Z symmetric about 0 with |Z| distributed as the calibration's |z| (the
+  conformal multipliers: Z at level p is sign(2p - 1) k_|2p - 1|). Its mean is m, so the
+  image is the method's own, and its central interval at level q is the split-conformal
+  interval m +/- k_q s.
+
+It is stored as S deterministic draws at the levels (i + 1) / (S + 1), i = 0..S-1, of Z: the
 metrics rank the truth among the draws plus itself, and these levels make that rank exactly
 uniform when Z is right (the midpoint levels (i + 0.5) / S would over-cover every level q by
 about q / S). Every metric (PIT, ECE, coverage, CRPS, NLL) scores it unchanged.
@@ -97,6 +106,9 @@ LEVELS = np.arange(GRID_STEPS + 1) / GRID_STEPS
 
 DRAWS = 100
 """Default number of draws of a recalibrated predictive (Table 1's MCD and BBB store 100)."""
+
+PREDICTIVES = ("residuals", "symmetric")
+"""The two forms of the recalibrated predictive (see the module notes)."""
 
 UNITS = ("pixel", "image")
 """What the conformal guarantee takes as exchangeable (see the module notes)."""
@@ -175,7 +187,8 @@ class Calibration:
     ``z_quantiles`` are the quantiles of the signed z at ``levels`` (Weibull plotting
     positions j / (n + 1), interpolated), ``abs_z`` the conformal multipliers k_q of |z| at
     ``levels`` with the pixels as units, ``abs_z_image`` with the images as units (see the
-    module notes); +inf where unbounded.
+    module notes); +inf where unbounded. ``predictive`` is the form of the recalibrated
+    predictive, one of :data:`PREDICTIVES` (files without it are ``"residuals"``).
     """
 
     levels: np.ndarray
@@ -186,6 +199,7 @@ class Calibration:
     n_images: int
     n_zero_sd: int = 0
     """Calibration pixels whose draws all agree (s_draws = 0: s is the floor sqrt(EPS))."""
+    predictive: str = "residuals"
     method: str | None = None
     views: int | None = None
     shape: tuple[int, ...] | None = None
@@ -194,6 +208,11 @@ class Calibration:
     split_verified: bool = False
     config_hash: str | None = None
     runs: tuple[dict, ...] = field(default=())
+
+    def __post_init__(self):
+        if self.predictive not in PREDICTIVES:
+            raise InputError(f"unknown recalibrated predictive {self.predictive!r}; choose one "
+                             f"of {', '.join(PREDICTIVES)}")
 
     @classmethod
     def from_residuals(cls, z_per_image: Sequence[np.ndarray], **about) -> Calibration:
@@ -220,8 +239,16 @@ class Calibration:
         return float((self.abs_z if unit == "pixel" else self.abs_z_image)[index])
 
     def z_at(self, p) -> np.ndarray:
-        """The quantile function of Z at probabilities ``p`` (interpolated)."""
-        return np.interp(p, self.levels, self.z_quantiles)
+        """The quantile function of the recalibrated predictive's Z at probabilities ``p``
+        (interpolated; see the module notes for its two forms)."""
+        p = np.asarray(p, dtype=np.float64)
+        if self.predictive == "residuals":
+            return np.interp(p, self.levels, self.z_quantiles)
+        central = np.abs(2 * p - 1)
+        if central.max(initial=0.0) > self.levels[np.isfinite(self.abs_z)][-1]:
+            raise InputError(f"{self.n_pixels} calibration pixels bound no interval at level "
+                             f"{central.max():.3f}: use fewer draws")
+        return np.sign(2 * p - 1) * np.interp(central, self.levels, self.abs_z)
 
     def to_json(self) -> dict:
         """The calibration file's content (+inf stored as null)."""
@@ -335,7 +362,7 @@ def _split(about: dict, index: dict | None, vouch: bool) -> dict:
 
 def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
               benchmark: xr.Dataset | None = None, dataset: str | None = None,
-              vouch: bool = False) -> Calibration:
+              vouch: bool = False, predictive: str = "residuals") -> Calibration:
     """A :class:`Calibration` from validation runs of one method, configuration and view
     count.
 
@@ -353,6 +380,8 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
     vouch : bool
         Take runs whose split cannot be established as validation images (recorded with
         ``split_verified`` false) instead of refusing them.
+    predictive : str
+        The form of the recalibrated predictive, one of :data:`PREDICTIVES`.
 
     Raises
     ------
@@ -382,8 +411,8 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         zero += int(((draws == draws[:1]).all(axis=0) & (truth > 0)).sum())
     first = abouts[0]
     return Calibration.from_residuals(
-        z, n_zero_sd=zero, method=first["method"], views=first["views"], shape=first["shape"],
-        dataset=dataset, split="val",
+        z, n_zero_sd=zero, predictive=predictive, method=first["method"],
+        views=first["views"], shape=first["shape"], dataset=dataset, split="val",
         split_verified=all(r["split_verified"] for r in records),
         config_hash=first["config_hash"],
         runs=tuple({k: v for k, v in r.items() if k != "shape"} for r in records))
