@@ -151,17 +151,11 @@ def test_nearest_validated_views():
     assert real[0] != table1.member_configs(60, 2, {})[0]
 
 
-def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypatch):
-    """``--datasets`` reruns only what it names: the table keeps every other row."""
-    from bayes_inr.data.benchmark import build_benchmark, write_dataset
-
-    data = build_benchmark(size=16, views=(4,), n_phantoms=6)  # ids 0-4 val, 5 test
-    protocol = data.attrs["protocol"]
-    paths = [write_dataset(data, tmp_path / f"{name}.nc") for name in ("one", "two")]
-    datasets = tuple(table1.DataSet(str(path), path.stem, path.stem, (4,), protocol)
-                     for path in paths)
+def tiny_table(tmp_path, monkeypatch, datasets, members):
+    """Table 1 on a ``tiny`` profile of ``datasets`` (test split, TINY budgets): a function
+    that runs it with extra arguments and returns the keys of the table's rows."""
     monkeypatch.setitem(table1.PROFILES, "tiny",
-                        table1.Profile(datasets, splits=("test",), members=2,
+                        table1.Profile(datasets, splits=("test",), members=members,
                                        overrides=TINY, workers=1))
     out = tmp_path / "table"
 
@@ -171,6 +165,19 @@ def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypat
         table1.main()
         return list(table1.read_rows(out))
 
+    return run
+
+
+def test_a_run_of_some_datasets_keeps_the_rows_of_the_others(tmp_path, monkeypatch):
+    """``--datasets`` reruns only what it names: the table keeps every other row."""
+    from bayes_inr.data.benchmark import build_benchmark, write_dataset
+
+    data = build_benchmark(size=16, views=(4,), n_phantoms=6)  # ids 0-4 val, 5 test
+    protocol = data.attrs["protocol"]
+    paths = [write_dataset(data, tmp_path / f"{name}.nc") for name in ("one", "two")]
+    datasets = tuple(table1.DataSet(str(path), path.stem, path.stem, (4,), protocol)
+                     for path in paths)
+    run = tiny_table(tmp_path, monkeypatch, datasets, members=2)
     both = run()
     assert {key[0] for key in both} == {"one", "two"}
     assert sorted(run("--datasets", "two")) == sorted(both)  # nothing of "one" is lost
@@ -185,17 +192,7 @@ def test_views_runs_only_the_view_counts_it_names(tmp_path, monkeypatch, capsys)
     data = build_benchmark(size=16, views=(4, 6), n_phantoms=6)
     path = write_dataset(data, tmp_path / "one.nc")
     dataset = table1.DataSet(str(path), "one", "one", (4, 6), data.attrs["protocol"])
-    monkeypatch.setitem(table1.PROFILES, "tiny",
-                        table1.Profile((dataset,), splits=("test",), members=1,
-                                       overrides=TINY, workers=1))
-    out = tmp_path / "table"
-
-    def run(*extra):
-        monkeypatch.setattr(sys, "argv", ["table1.py", "--profile", "tiny", "--out", str(out),
-                                          *extra])
-        table1.main()
-        return list(table1.read_rows(out))
-
+    run = tiny_table(tmp_path, monkeypatch, (dataset,), members=1)
     assert {key[2] for key in run("--views", "6")} == {6}
     assert {key[2] for key in run("--views", "4")} == {4, 6}
     with pytest.raises(SystemExit) as stop:
