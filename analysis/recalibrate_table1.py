@@ -127,7 +127,7 @@ def main() -> int:
              "Means over the test images "
              f"{', '.join(p.stem.rpartition('_')[2] for p, _ in test)}; "
              "the recalibrated predictive is m + s Z with Z shaped as the validation "
-             "residuals, or symmetric with the conformal |z| (the image unchanged; "
+             "residuals, or symmetric with the conformal multipliers (the image unchanged; "
              "docs/guide/recalibration.md).",
              "",
              "| predictive | " + " | ".join(label for _, label, _ in COLUMNS) + " |",

@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--predictive", choices=PREDICTIVES, default="residuals",
                    help="the recalibrated predictive m + s Z: Z shaped as the validation "
                    "residuals (default; may move the image), or symmetric with the conformal "
-                   "|z| (keeps the image; its central intervals are the conformal ones)")
+                   "multipliers (keeps the image; its central intervals are the conformal "
+                   "ones)")
     f.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     a = sub.add_parser("apply", help="a run's recalibrated predictive")
     a.add_argument("run", type=Path, help="run file (.nc), not one of the calibration runs")

@@ -26,10 +26,10 @@ ceil((n + 1) q) > n. Levels off the grid use the next grid level up (still valid
   Weibull plotting positions j / (n + 1) of the sorted z, interpolated), so it has the
   residuals' shape (skew, tails), not only their width. Its mean is m + s E[Z]: a bias of
   the validation images moves the image;
-- ``"symmetric"``: Z symmetric about 0 with |Z| distributed as the calibration's |z| (the
-  conformal multipliers: Z at level p is sign(2p - 1) k_|2p - 1|). Its mean is m, so the
-  image is the method's own, and its central interval at level q is the split-conformal
-  interval m +/- k_q s.
+- ``"symmetric"``: Z symmetric about 0 with ``|Z|`` distributed as the conformal multipliers
+  of ``|z|``: Z at level p is ``sign(2p - 1) k(|2p - 1|)``, k(q) = k_q below. Its mean is m,
+  so the image is the method's own, and its central interval at level q is the
+  split-conformal interval m +/- k_q s.
 
 It is stored as S deterministic draws at the levels (i + 1) / (S + 1), i = 0..S-1, of Z: the
 metrics rank the truth among the draws plus itself, and these levels make that rank exactly
