@@ -65,7 +65,7 @@ def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str
     ``split``, each with the selection the row scores; reused from ``RUNS`` (ensemble
     members from their store) when their hashes match, else fitted there."""
     profile = table1.PROFILES["cpu"]
-    members = table1.member_configs(views, profile.members, profile.overrides, dataset.data)
+    members, _ = table1.image_configs(profile, dataset, views, profile.members)
     runs = []
     for image_id in benchmark_ids(data, split):
         sample = benchmark_sample(data, image_id, views)

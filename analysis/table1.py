@@ -182,6 +182,17 @@ def member_configs(views: int, members: int, overrides: dict, data: str | None =
     return [base or model_config("mcd", views, overrides, data)] * members
 
 
+def image_configs(profile: Profile, dataset: DataSet, views: int, members: int,
+                  top: list[FitConfig] | None = None
+                  ) -> tuple[list[FitConfig], list[FitConfig] | None]:
+    """The ensemble members of one dataset and view count (:func:`member_configs`, seeds of
+    ``top[0]`` when the profile has ranked configurations ``top``) and those ranked
+    configurations, each at the TV weight the profile gives them (:func:`dataset_tv`)."""
+    seeds = member_configs(views, members, profile.overrides, dataset.data, top and top[0])
+    return ([dataset_tv(config, dataset, views, profile) for config in seeds],
+            top and [dataset_tv(config, dataset, views, profile) for config in top])
+
+
 def ranked_configs(directory: str, members: int, overrides: dict) -> list[FitConfig]:
     """The configs of ranks 1 to ``members`` in ``models/DIRECTORY`` (``NAME_topK.toml``, as
     ``python -m bayes_inr.sweep --rank --write-configs`` writes them)."""
@@ -619,9 +630,7 @@ def main() -> None:
     try:
         for dataset, views in plan:
             data = loaded[dataset.name]
-            ranked = top and [dataset_tv(config, dataset, views, profile) for config in top]
-            members = [dataset_tv(config, dataset, views, profile) for config in member_configs(
-                views, n_members, profile.overrides, dataset.data, ranked and ranked[0])]
+            members, ranked = image_configs(profile, dataset, views, n_members, top)
             for split in splits:
                 for image_id in benchmark_ids(data, split):
                     sample = benchmark_sample(data, image_id, views)
