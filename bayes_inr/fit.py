@@ -37,7 +37,7 @@ from .evaluation import convergence
 from .evaluation.metrics import calibration_table, score, score_table
 from .evaluation.recalibration import apply, load_calibration
 from .inference.config import FitConfig, field_help, load_config
-from .inference.ensemble import fit_ensemble, member_scores, members_dir
+from .inference.ensemble import fit_ensemble, member_scores, members_dir, method_label
 from .inference.fit import fit
 from .inference.mcmc.summary import diagnostics
 from .inference.method import family_of, get_method
@@ -213,12 +213,14 @@ def recalibrated_path(out: Path) -> Path:
 
 def check_calibration(path: Path, config: FitConfig, sample: Sample) -> None:
     """Refuse (:class:`InputError`), before the fit, a calibration file of another method,
-    view count or image size, or (single fits) of another configuration than ``config``;
-    the run itself is checked again when the calibration is applied."""
+    view count (an ensemble's ``DE-N``: its member count) or image size, or (single fits)
+    of another configuration than ``config``; the run itself is checked again when the
+    calibration is applied."""
     calibration, _ = load_calibration(path)
-    now = {"method": config.inference, "views": sample.geometry.n_views,
-           "shape": tuple(sample.geometry.image_shape)}
-    if family_of(config.inference) != "mixture":
+    mixture = family_of(config.inference) == "mixture"
+    now = {"method": method_label(config.members) if mixture else config.inference,
+           "views": sample.geometry.n_views, "shape": tuple(sample.geometry.image_shape)}
+    if not mixture:
         now["config_hash"] = config_hash(config)
     for key, value in now.items():
         stored = getattr(calibration, key)

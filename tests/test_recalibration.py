@@ -20,6 +20,7 @@ from bayes_inr.evaluation.recalibration import (
     LEVELS,
     Calibration,
     calibrate,
+    check_applicable,
     conformal_quantile,
     image_weights,
     interval,
@@ -224,6 +225,32 @@ def test_ensemble_member_weights_are_respected():
     np.testing.assert_allclose(cal.z_quantiles, np.quantile(z, LEVELS, method="weibull"))
 
 
+def test_a_calibration_fits_one_member_count():
+    """A selection of an ensemble's first members keeps the job's config hash: the member
+    count tells a 2-member calibration from a 3-member run; files without it accept both."""
+    rng = np.random.default_rng(9)
+
+    def ensemble(k):
+        truth = rng.uniform(0.2, 0.8, (N, N))
+        members = [truth + 0.05 * rng.standard_normal((10, N, N)) for _ in range(k)]
+        return run(members, truth, chain_labels=[f"m{i}" for i in range(k)], method="DE")
+
+    val, two, three = ensemble(2), ensemble(2), ensemble(3)
+    cal = calibrate([val], vouch=True)
+    assert cal.members == 2 and cal.runs[0]["members"] == 2
+    check_applicable(cal, two)
+    with pytest.raises(InputError, match="members 3"):
+        check_applicable(cal, three)
+    with pytest.raises(InputError, match="differ in members"):
+        calibrate([val, three], vouch=True)
+    old = cal.to_json()
+    old.pop("members")
+    check_applicable(Calibration.from_json(old), three)
+    truth = rng.uniform(0.2, 0.8, (N, N))
+    single = run((truth + 0.05 * rng.standard_normal((10, N, N)))[None], truth)
+    assert calibrate([single], vouch=True).members == 1
+
+
 def test_zero_sd_pixels_use_the_variance_floor():
     rng = np.random.default_rng(8)
     truth = rng.uniform(0.2, 0.8, (N, N))
@@ -393,3 +420,20 @@ def test_fit_writes_and_scores_the_recalibrated_predictive(tmp_path, capsys):
                          str(bad)]) == 2
         assert "calibrates another predictive" in capsys.readouterr().err
         assert not bad.exists()
+    # an ensemble's calibration is for its member count
+    de = [*tiny, "--inference", "ensemble", "--member-inference", "mcd"]
+    assert fit_main([*de, "--members", "2", "--phantom", "0", "--out",
+                     str(tmp_path / "de.nc")]) == 0
+    de_cal = tmp_path / "de_cal.json"
+    assert main(["fit", str(tmp_path / "de.nc"), "--vouch-validation", "--out",
+                 str(de_cal)]) == 0
+    capsys.readouterr()
+    assert fit_main([*de, "--members", "2", "--phantom", "2", "--calibration", str(de_cal),
+                     "--out", str(tmp_path / "de2.nc")]) == 0
+    assert posterior.run_attrs(posterior.load(tmp_path / "de2_recal.nc"))["method"] == (
+        "DE-2+recal")
+    bad = tmp_path / "de3.nc"
+    assert fit_main([*de, "--members", "3", "--phantom", "2", "--calibration", str(de_cal),
+                     "--out", str(bad)]) == 2
+    assert "calibrates method DE-2, this fit has DE-3" in capsys.readouterr().err
+    assert not bad.exists()

@@ -113,6 +113,9 @@ PREDICTIVES = ("residuals", "symmetric")
 UNITS = ("pixel", "image")
 """What the conformal guarantee takes as exchangeable (see the module notes)."""
 
+KEYS = ("method", "views", "shape", "config_hash", "members")
+"""What a calibration's runs share and a run it is applied to must match: the predictive."""
+
 
 # ----------------------------------------------------------------------------- numpy core
 
@@ -207,6 +210,9 @@ class Calibration:
     split: str = "val"
     split_verified: bool = False
     config_hash: str | None = None
+    members: int | None = None
+    """Ensemble members of the calibrated runs (1: not an ensemble); None in files written
+    before it was recorded, which then fit runs of any member count."""
     runs: tuple[dict, ...] = field(default=())
 
     def __post_init__(self):
@@ -323,8 +329,15 @@ def _about(idata, name: str) -> dict:
     return {"path": name, "method": attrs.get("method"),
             "views": int(idata.observed_data["sinogram"].sizes["angle"]),
             "shape": tuple(int(n) for n in idata.posterior_predictive["image"].shape[2:]),
-            "config_hash": attrs.get("config_hash"), "data_hash": attrs.get("data_hash"),
-            "git_commit": attrs.get("git_commit")}
+            "config_hash": attrs.get("config_hash"), "members": _members(idata),
+            "data_hash": attrs.get("data_hash"), "git_commit": attrs.get("git_commit")}
+
+
+def _members(idata) -> int:
+    """The run's ensemble members (1 for a run that is not an ensemble): a selection of an
+    ensemble's first members keeps the whole job's config hash, but is another predictive."""
+    pp = idata.posterior_predictive
+    return int(pp["member"].size) if "member" in pp.coords else 1
 
 
 def benchmark_index(dataset: xr.Dataset) -> dict[str, dict]:
@@ -386,20 +399,21 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
     Raises
     ------
     InputError
-        Runs that differ in method, configuration, view count or image size, repeat an
-        image, lack a ground truth, belong to the test split, or (without ``vouch``) whose
-        split is unknown.
+        Runs that differ in method, configuration, view count, image size or member count,
+        repeat an image, lack a ground truth, belong to the test split, or (without
+        ``vouch``) whose split is unknown.
     """
     names = [f"run {i}" for i in range(len(runs))] if names is None else list(names)
     if not runs or len(names) != len(runs):
         raise InputError("give at least one run (and one name per run)")
     index = None if benchmark is None else benchmark_index(benchmark)
     abouts = [_about(idata, name) for idata, name in zip(runs, names, strict=True)]
-    for key in ("method", "views", "shape", "config_hash"):
+    for key in KEYS:
         values = {str(a[key]) for a in abouts}
         if len(values) > 1:
             raise InputError(f"the runs differ in {key} ({', '.join(sorted(values))}); a "
-                             "calibration is for one method, configuration and view count")
+                             "calibration is for one predictive: one method, configuration, "
+                             "view count and member count")
     hashes = [a["data_hash"] for a in abouts]
     if len(set(hashes)) < len(hashes):
         raise InputError("two runs are of the same data (equal data_hash): each image once")
@@ -414,7 +428,7 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         z, n_zero_sd=zero, predictive=predictive, method=first["method"],
         views=first["views"], shape=first["shape"], dataset=dataset, split="val",
         split_verified=all(r["split_verified"] for r in records),
-        config_hash=first["config_hash"],
+        config_hash=first["config_hash"], members=first["members"],
         runs=tuple({k: v for k, v in r.items() if k != "shape"} for r in records))
 
 
@@ -450,10 +464,12 @@ def load_calibration(path) -> tuple[Calibration, str]:
 
 
 def check_applicable(calibration: Calibration, idata, name: str = "the run") -> None:
-    """Refuse a run of another method, configuration, view count or image size than the
-    calibration's, or one of its calibration images."""
+    """Refuse a run of another method, configuration, view count, image size or ensemble
+    member count than the calibration's, or one of its calibration images."""
     about = _about(idata, name)
-    for key in ("method", "views", "shape", "config_hash"):
+    for key in KEYS:
+        if key == "members" and calibration.members is None:
+            continue
         if about[key] != getattr(calibration, key):
             raise InputError(f"{name} has {key} {about[key]}, the calibration "
                              f"{getattr(calibration, key)}: it calibrates another predictive")

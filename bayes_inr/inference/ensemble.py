@@ -171,6 +171,11 @@ def _load_members(store: Path, sample: Sample, configs: list[FitConfig], fits: l
         + (f" ({stale} stored of another configuration or data: refitted)" if stale else ""))
 
 
+def method_label(members: int) -> str:
+    """The ``method`` a run of ``members`` members records: ``DE-N``."""
+    return f"DE-{members}"
+
+
 def fit_member(sample: Sample, config: FitConfig, progress: bool = True) -> az.InferenceData:
     """One member's fit: its own method's (a module-level function, so that worker
     processes can receive it)."""
@@ -200,7 +205,7 @@ def _assemble(sample: Sample, config: FitConfig, configs: list[FitConfig], fits:
                                            "member_configs": stored}
     idata = posterior.build(
         [posterior.image_draws(member) for member in fits], sinogram=sample.sinogram,
-        angles=sample.geometry.angles, method=f"DE-{len(configs)}", config=record,
+        angles=sample.geometry.angles, method=method_label(len(configs)), config=record,
         ground_truth=sample.ground_truth, seed=config.seed, wall_time=seconds,
         device=config.device, chain_labels=labels, settings=settings(config, members))
     member_json = np.array([json.dumps(c, sort_keys=True) for c in stored], dtype=object)
