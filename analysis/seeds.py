@@ -1,0 +1,143 @@
+"""Seed robustness of single fits, read off Table 1's ensembles.
+
+Table 1's DE-N rows come from one ensemble per image whose members are the same
+configuration with seeds 0, 1, ... (Fourier matrix, initial weights, masks; the TV start is
+the same for every seed). So the members of an image are repeated single fits, and their
+spread is the answer to "does one fit land in a poor optimum?". For every image this
+writes each member's PSNR (its posterior mean against the truth), their median, and the
+worst member's distance to the median over the first five seeds (issue 14's check: within
+1 dB on every validation image) and over all members. No fit is made: only ensemble runs
+whose config and data hashes are those of Table 1's rows are read::
+
+    python analysis/seeds.py --table analysis/results/table1_cpu     # -> seeds.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bayes_inr import posterior
+from bayes_inr.core.atomic import atomic_path
+from bayes_inr.core.errors import InputError
+from bayes_inr.evaluation import metrics
+
+FIRST = 5
+"""The seeds of issue 14's robustness check: the first five."""
+
+
+def member_psnrs(idata) -> tuple[list[int], list[float]]:
+    """The seed and the PSNR of the posterior mean of every member (chain) of an
+    ensemble run, in member order."""
+    truth = np.asarray(idata.constant_data["ground_truth"].values)
+    pp = idata.posterior_predictive
+    seeds = [json.loads(str(c))["seed"] for c in pp["member_config"].values]
+    psnrs = []
+    for k in range(pp.sizes["chain"]):
+        member = idata.isel(chain=[k])
+        mean, _ = metrics.predictive_moments(posterior.image_draws(member),
+                                             posterior.draw_weights(member))
+        psnrs.append(metrics.psnr(mean, truth))
+    return seeds, psnrs
+
+
+def spread(psnrs: list[float]) -> dict:
+    """Median, and worst minus median over the first :data:`FIRST` and over all members."""
+    first, every = np.asarray(psnrs[:FIRST]), np.asarray(psnrs)
+    return {"median_first": float(np.median(first)),
+            "worst_first": float(first.min() - np.median(first)),
+            "median_all": float(np.median(every)),
+            "worst_all": float(every.min() - np.median(every))}
+
+
+def table_rows(table: Path) -> dict:
+    """Table 1's largest DE-N row of every image: (dataset, split, views, image id) -> row."""
+    path = table / "table1.csv"
+    if not path.is_file():
+        raise InputError(f"{path} not found: give a Table 1 output directory")
+    rows = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["method"].startswith("DE-") and "top" not in row["method"]:
+                key = (row["dataset"], row["split"], int(row["views"]), int(row["image_id"]))
+                n = int(row["method"].removeprefix("DE-"))
+                if n > rows.get(key, (0, None))[0]:
+                    rows[key] = (n, row)
+    return {key: row for key, (_, row) in rows.items()}
+
+
+def collect(table: Path) -> list[dict]:
+    """One record per image of Table 1 whose ensemble run is in ``TABLE/runs``."""
+    wanted = table_rows(table)
+    by_hash = {(row["config_hash"], row["data_hash"]): key for key, row in wanted.items()}
+    records = []
+    for path in sorted((table / "runs").glob("de[0-9]*_*.nc")):
+        idata = posterior.load(path)
+        attrs = posterior.run_attrs(idata)
+        key = by_hash.get((attrs.get("config_hash"), attrs.get("data_hash")))
+        if key is None:
+            continue  # a run of another configuration than the table's (or not in it)
+        seeds, psnrs = member_psnrs(idata)
+        records.append(dict(zip(("dataset", "split", "views", "image_id"), key, strict=True))
+                       | {"seeds": seeds, "psnrs": psnrs} | spread(psnrs))
+    return sorted(records, key=lambda r: (r["dataset"], r["views"], r["split"] != "val",
+                                          r["image_id"]))
+
+
+def markdown(records: list[dict], table: Path) -> str:
+    """The seeds table, one section per dataset, view count and split."""
+    lines = [f"# Seeds of single fits, from `{table}`", "",
+             "Written by `python analysis/seeds.py`. Each row is one image: the PSNR (dB) of",
+             "the posterior mean of every member of Table 1's ensemble of the image (the same",
+             "configuration, seeds 0, 1, ...), their median, and the worst member minus the",
+             f"median over seeds 0-{FIRST - 1} and over all. Issue 14's check: the worst of the "
+             f"first {FIRST} within 1 dB of the median on every validation image.", ""]
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["views"], r["split"]), []).append(r)
+    for (dataset, views, split), group in groups.items():
+        worst = min(group, key=lambda r: r["worst_first"])
+        beyond = sum(r["worst_first"] < -1 for r in group)
+        lines += [f"## {dataset}, {views} views, {split} split", "",
+                  f"The worst of seeds 0-{FIRST - 1} falls at most {-worst['worst_first']:.2f} "
+                  f"dB below the median (image {worst['image_id']}): "
+                  + (f"more than 1 dB on {beyond} of {len(group)} images." if beyond
+                     else "within 1 dB on every image."), "",
+                  "| image | PSNR per seed (dB) | median 0-4 | worst - median 0-4 | median "
+                  "all | worst - median all |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['image_id']} | {' '.join(f'{p:.2f}' for p in r['psnrs'])} | "
+                  f"{r['median_first']:.2f} | {r['worst_first']:+.2f} | "
+                  f"{r['median_all']:.2f} | {r['worst_all']:+.2f} |" for r in group]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", type=Path, required=True,
+                   help="a Table 1 output directory (table1.csv and runs/)")
+    args = p.parse_args(argv)
+    try:
+        records = collect(args.table)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"error: no ensemble run of {args.table}/runs matches its table1.csv",
+              file=sys.stderr)
+        return 2
+    out = args.table / "seeds.md"
+    with atomic_path(out) as tmp:
+        tmp.write_text(markdown(records, args.table))
+    print(f"wrote {out} ({len(records)} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

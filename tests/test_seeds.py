@@ -1,0 +1,72 @@
+"""analysis/seeds.py: member PSNRs of Table 1's ensembles, worst minus median, matching."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayes_inr import posterior
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
+seeds = pytest.importorskip("seeds")
+
+N, V, D = 8, 4, 12
+OFFSETS = (0.01, 0.02, 0.005, 0.01, 0.04, 0.1)
+"""Member k's draws all equal truth + OFFSETS[k]: its PSNR is -20 log10 OFFSETS[k]."""
+
+
+def ensemble(truth, config):
+    members = [np.repeat((truth + d)[None], 3, axis=0) for d in OFFSETS]
+    idata = posterior.build(members, sinogram=np.ones((V, D)), angles=np.arange(V) * 0.7,
+                            method=f"DE-{len(OFFSETS)}", config=config, ground_truth=truth,
+                            chain_labels=[f"member{k}-mcd" for k in range(len(OFFSETS))])
+    member_json = np.array([json.dumps({"seed": k}) for k in range(len(OFFSETS))],
+                           dtype=object)
+    return idata.assign_coords(member_config=("chain", member_json),
+                               groups="posterior_predictive")
+
+
+def write_table(table: Path, idata, config_hash=None):
+    attrs = posterior.run_attrs(idata)
+    rows = [{"dataset": "phantoms", "split": "val", "views": V, "image_id": 3, "method": m,
+             "config_hash": config_hash or attrs["config_hash"],
+             "data_hash": attrs["data_hash"]} for m in ("DE-2", f"DE-{len(OFFSETS)}")]
+    with (table / "table1.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_member_psnrs_and_the_worst_against_the_median(tmp_path):
+    truth = np.random.default_rng(0).uniform(0.2, 0.8, (N, N))
+    idata = ensemble(truth, {"inference": "ensemble"})
+    found, psnrs = seeds.member_psnrs(idata)
+    assert found == list(range(len(OFFSETS)))
+    np.testing.assert_allclose(psnrs, [-20 * np.log10(d) for d in OFFSETS], rtol=1e-9)
+    # first five: 40, 33.98, 46.02, 40, 27.96 dB -> median 40, worst 12.04 below it
+    got = seeds.spread(psnrs)
+    assert got["median_first"] == pytest.approx(40.0)
+    assert got["worst_first"] == pytest.approx(20 * np.log10(0.01 / 0.04))
+    assert got["worst_all"] == pytest.approx(20 - np.median(psnrs))
+    (tmp_path / "runs").mkdir()
+    posterior.save(idata, tmp_path / "runs" / "de6_phantom_4v_3.nc")
+    write_table(tmp_path, idata)
+    assert seeds.main(["--table", str(tmp_path)]) == 0
+    text = (tmp_path / "seeds.md").read_text()
+    assert "## phantoms, 4 views, val split" in text
+    assert "falls at most 12.04 dB below the median (image 3): more than 1 dB on 1 of 1" in text
+
+
+def test_runs_of_another_configuration_are_not_read(tmp_path, capsys):
+    truth = np.random.default_rng(1).uniform(0.2, 0.8, (N, N))
+    idata = ensemble(truth, {"inference": "ensemble"})
+    (tmp_path / "runs").mkdir()
+    posterior.save(idata, tmp_path / "runs" / "de6_phantom_4v_3.nc")
+    write_table(tmp_path, idata, config_hash="0" * 16)
+    assert seeds.main(["--table", str(tmp_path)]) == 2
+    assert "no ensemble run" in capsys.readouterr().err
+    assert not (tmp_path / "seeds.md").exists()
+    assert seeds.main(["--table", str(tmp_path / "missing")]) == 2
