@@ -6,8 +6,10 @@ the same for every seed). So the members of an image are repeated single fits, a
 spread is the answer to "does one fit land in a poor optimum?". For every image this
 writes each member's PSNR (its posterior mean against the truth), their median, and the
 worst member's distance to the median over the first five seeds (issue 14's check: within
-1 dB on every validation image) and over all members. No fit is made: only ensemble runs
-whose config and data hashes are those of Table 1's rows are read::
+1 dB on every validation image) and over all members; and beside them what the fit can see
+without the truth, each member's data misfit over the members' median, marking the members
+:mod:`bayes_inr.evaluation.misfit` flags. No fit is made: only ensemble runs whose config
+and data hashes are those of Table 1's rows are read::
 
     python analysis/seeds.py --table analysis/results/table1_cpu     # -> seeds.md
 """
@@ -25,7 +27,7 @@ import numpy as np
 from bayes_inr import posterior
 from bayes_inr.core.atomic import atomic_path
 from bayes_inr.core.errors import InputError
-from bayes_inr.evaluation import metrics
+from bayes_inr.evaluation import metrics, misfit
 
 FIRST = 5
 """The seeds of issue 14's robustness check: the first five."""
@@ -83,10 +85,22 @@ def collect(table: Path) -> list[dict]:
         if key is None:
             continue  # a run of another configuration than the table's (or not in it)
         seeds, psnrs = member_psnrs(idata)
+        misfits = misfit.member_misfits(idata)
         records.append(dict(zip(("dataset", "split", "views", "image_id"), key, strict=True))
-                       | {"seeds": seeds, "psnrs": psnrs} | spread(psnrs))
+                       | {"seeds": seeds, "psnrs": psnrs, "ratios": misfit.misfit_ratios(misfits),
+                          "flagged": misfit.poor_members(misfits)} | spread(psnrs))
     return sorted(records, key=lambda r: (r["dataset"], r["views"], r["split"] != "val",
                                           r["image_id"]))
+
+
+def _flag_summary(group: list[dict]) -> str:
+    """How the misfit flags match the members more than 1 dB below their image's median."""
+    poor = {(r["image_id"], k) for r in group for k, p in enumerate(r["psnrs"])
+            if p < r["median_all"] - 1}
+    flagged = {(r["image_id"], k) for r in group for k in r["flagged"]}
+    return (f"Members more than 1 dB below the median: {len(poor)}, of which flagged by "
+            f"their data misfit {len(poor & flagged)}; other members flagged: "
+            f"{len(flagged - poor)}.")
 
 
 def markdown(records: list[dict], table: Path) -> str:
@@ -96,7 +110,11 @@ def markdown(records: list[dict], table: Path) -> str:
              "the posterior mean of every member of Table 1's ensemble of the image (the same",
              "configuration, seeds 0, 1, ...), their median, and the worst member minus the",
              f"median over seeds 0-{FIRST - 1} and over all. Issue 14's check: the worst of the "
-             f"first {FIRST} within 1 dB of the median on every validation image.", ""]
+             f"first {FIRST} within 1 dB of the median on every validation image. `misfit /",
+             "median`: each member's data misfit (the mean squared sinogram residual of its",
+             "posterior mean) over the members' median, which the fit can see without the truth;",
+             f"`*`: above {misfit.POOR_FACTOR}, flagged by `python -m bayes_inr.fit` as a likely "
+             "poor optimum.", ""]
     groups: dict = {}
     for r in records:
         groups.setdefault((r["dataset"], r["views"], r["split"]), []).append(r)
@@ -107,10 +125,14 @@ def markdown(records: list[dict], table: Path) -> str:
                   f"The worst of seeds 0-{FIRST - 1} falls at most {-worst['worst_first']:.2f} "
                   f"dB below the median (image {worst['image_id']}): "
                   + (f"more than 1 dB on {beyond} of {len(group)} images." if beyond
-                     else "within 1 dB on every image."), "",
-                  "| image | PSNR per seed (dB) | median 0-4 | worst - median 0-4 | median "
-                  "all | worst - median all |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['image_id']} | {' '.join(f'{p:.2f}' for p in r['psnrs'])} | "
+                     else "within 1 dB on every image.") + " " + _flag_summary(group), "",
+                  "| image | PSNR per seed (dB; * flagged) | misfit / median per seed | "
+                  "median 0-4 | worst - median 0-4 | median all | worst - median all |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['image_id']} | "
+                  + " ".join(f"{p:.2f}" + "*" * (k in r["flagged"])
+                             for k, p in enumerate(r["psnrs"]))
+                  + f" | {' '.join(f'{q:.2f}' for q in r['ratios'])} | "
                   f"{r['median_first']:.2f} | {r['worst_first']:+.2f} | "
                   f"{r['median_all']:.2f} | {r['worst_all']:+.2f} |" for r in group]
         lines.append("")

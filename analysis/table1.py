@@ -482,10 +482,11 @@ Notes.
 - The MCD rows and DE members start at the TV image (init tv: TV at its own validated
   weight for the dataset and view count, the network fitted to it, then 500 MCD steps),
   chosen on validation: phantoms models/mcd_20.toml and mcd_5.toml (sweeps mcd_tvstart_p_20
-  and mcd_tvstart_omega_low_20, mcd_tvstart_5), real CT mcd_real_20.toml and mcd_real_60.toml (sweeps mcd_real_tvstart_20,
-  mcd_real_tvstart_60). BBB starts at the TV image too, with the guide's initial scale
-  chosen on validation: phantoms bbb_20.toml and bbb_5.toml (sweeps bbb_tvstart_20,
-  bbb_tvstart_5), real CT bbb_real_20.toml and bbb_real_60.toml (bbb_real_tvstart_20, _60).
+  and mcd_tvstart_omega_low_20, mcd_tvstart_5), real CT mcd_real_20.toml and
+  mcd_real_60.toml (sweeps mcd_real_tvstart_20, mcd_real_tvstart_60). BBB starts at the
+  TV image too, with the guide's initial scale chosen on validation: phantoms bbb_20.toml
+  and bbb_5.toml (sweeps bbb_tvstart_20, bbb_tvstart_5), real CT bbb_real_20.toml and
+  bbb_real_60.toml (bbb_real_tvstart_20, _60).
   MCD with one mask per draw uses the per-pixel row's configuration (chosen on validation
   for per-pixel masks), not one tuned for itself.
 """

@@ -33,7 +33,7 @@ from .core.workers import raise_interrupt, rerun_command, threads_per_worker
 from .data.benchmark import benchmark_sample, is_real_ct, load_benchmark
 from .data.images import load_image, npy_error
 from .data.sample import Sample, phantom_sample, simulate
-from .evaluation import convergence
+from .evaluation import convergence, misfit
 from .evaluation.metrics import calibration_table, score, score_table
 from .evaluation.recalibration import apply, load_calibration
 from .inference.config import FitConfig, field_help, load_config
@@ -45,6 +45,7 @@ from .inference.single import check_model_memory, resume_inputs
 from .inference.svi import checkpoint_path
 from .model.catalog import validated
 from .physics.geometry import Geometry
+from .physics.radon import RadonOperator
 
 
 def sample_from_args(args, config: FitConfig) -> Sample:
@@ -300,6 +301,9 @@ def main(argv=None) -> int:
     if mcmc:
         print(diagnostics(idata))
         for line in convergence.sampler_warnings(idata):
+            print(f"warning: {line}", file=sys.stderr)
+    if config.inference == "ensemble":
+        for line in misfit.poor_member_warnings(idata, RadonOperator(sample.geometry)):
             print(f"warning: {line}", file=sys.stderr)
     if sample.ground_truth is not None:
         rows = member_scores(idata) if config.inference == "ensemble" else []

@@ -1,0 +1,89 @@
+"""Data misfit of posterior means, and ensemble members stuck in a poor optimum.
+
+Every member of a deep ensemble is one fit from its own seed, and now and then a seed stops
+in a poorer optimum: on Table 1's real-CT validation slices at 60 views three of ten
+members fell 1.1-2.1 dB below the median member. Without the ground truth the image does
+not show it, but the data do: such a member's posterior mean explains the sinogram worse
+than its siblings'. The misfit of an image f is the mean squared residual per ray,
+
+.. math:: r(f) = \\lVert A f - p \\rVert^2 / n_{\\text{rays}},
+
+and a member is flagged when the misfit of its posterior mean exceeds :data:`POOR_FACTOR`
+times the median over the members (ensembles of at least :data:`MIN_MEMBERS`; with two
+members the median is their mean, and one poor fit hides half its excess in it).
+
+The factor was chosen on Table 1's validation images (``python analysis/seeds.py``, which
+lists every member's ratio beside its PSNR): it flags the three members more than 1 dB
+below the median, and two 0.5-0.6 dB below it, and no other. It says nothing about an
+optimum every seed shares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import posterior
+from ..physics.geometry import Geometry
+from ..physics.radon import RadonOperator
+from .metrics import predictive_moments
+
+POOR_FACTOR = 1.3
+"""A member whose posterior mean's misfit exceeds this times the members' median is flagged."""
+
+MIN_MEMBERS = 3
+"""Ensembles with fewer members are not checked."""
+
+
+def run_operator(idata) -> RadonOperator:
+    """The projector of a run's data: its image size, view count and detector count."""
+    sinogram = idata.observed_data["sinogram"]
+    size = int(idata.posterior_predictive["image"].sizes["y"])
+    return RadonOperator(Geometry(size, int(sinogram.sizes["angle"]),
+                                  int(sinogram.sizes["detector"])))
+
+
+def data_misfit(image, sinogram, operator: RadonOperator) -> float:
+    """The mean squared residual per ray of ``image`` (y, x) against ``sinogram``."""
+    with torch.no_grad():
+        projected = operator(torch.as_tensor(np.asarray(image), dtype=operator.dtype))
+    residual = projected.cpu().numpy().astype(np.float64) - np.asarray(sinogram, np.float64)
+    return float(np.mean(residual ** 2))
+
+
+def member_misfits(idata, operator: RadonOperator | None = None) -> np.ndarray:
+    """:func:`data_misfit` of every chain's (member's) posterior mean, in chain order."""
+    operator = run_operator(idata) if operator is None else operator
+    sinogram = idata.observed_data["sinogram"].values
+    out = []
+    for k in range(idata.posterior_predictive.sizes["chain"]):
+        member = idata.isel(chain=[k])
+        mean, _ = predictive_moments(posterior.image_draws(member),
+                                     posterior.draw_weights(member))
+        out.append(data_misfit(mean, sinogram, operator))
+    return np.asarray(out)
+
+
+def misfit_ratios(misfits) -> np.ndarray:
+    """Each member's misfit over the members' median."""
+    misfits = np.asarray(misfits, dtype=np.float64)
+    return misfits / np.median(misfits)
+
+
+def poor_members(misfits, factor: float | None = None) -> list[int]:
+    """The members whose misfit exceeds ``factor`` (default :data:`POOR_FACTOR`) times the
+    median ([] for fewer than :data:`MIN_MEMBERS` members)."""
+    if len(misfits) < MIN_MEMBERS:
+        return []
+    factor = POOR_FACTOR if factor is None else factor
+    return [int(k) for k in np.flatnonzero(misfit_ratios(misfits) > factor)]
+
+
+def poor_member_warnings(idata, operator: RadonOperator | None = None) -> list[str]:
+    """One line per flagged member of an ensemble run, naming its label and ratio."""
+    misfits = member_misfits(idata, operator)
+    ratios = misfit_ratios(misfits)
+    labels = idata.posterior_predictive["member"].values
+    return [f"{labels[k]}: its posterior mean's data misfit is {ratios[k]:.2f} x the "
+            f"members' median (flagged above {POOR_FACTOR}): likely a poor optimum; refit "
+            "it with another seed or leave it out" for k in poor_members(misfits)]
