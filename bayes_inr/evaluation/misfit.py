@@ -14,8 +14,10 @@ members the median is their mean, and one poor fit hides half its excess in it).
 
 The factor was chosen on Table 1's validation images (``python analysis/seeds.py``, which
 lists every member's ratio beside its PSNR): it flags the three members more than 1 dB
-below the median, and two 0.5-0.6 dB below it, and no other. It says nothing about an
-optimum every seed shares.
+below the median, and two 0.5-0.6 dB below it, and no other. On validation runs made after
+the choice (the phantoms at 20 views with ``mcd_20`` at omega0 1) it flagged the one member
+more than 1 dB below the median (1.55 dB) and no other. It says nothing about an optimum
+every seed shares: on two test phantoms every member lost 1.6-3.0 dB to TV together.
 """
 
 from __future__ import annotations
