@@ -127,7 +127,8 @@ def markdown(records: list[dict], table: Path) -> str:
                   + (f"more than 1 dB on {beyond} of {len(group)} images." if beyond
                      else "within 1 dB on every image.") + " " + _flag_summary(group), "",
                   "| image | PSNR per seed (dB; * flagged) | misfit / median per seed | "
-                  "median 0-4 | worst - median 0-4 | median all | worst - median all |",
+                  f"median 0-{FIRST - 1} | worst - median 0-{FIRST - 1} | median all | "
+                  "worst - median all |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['image_id']} | "
                   + " ".join(f"{p:.2f}" + "*" * (k in r["flagged"])
