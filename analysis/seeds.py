@@ -37,15 +37,9 @@ def member_psnrs(idata) -> tuple[list[int], list[float]]:
     """The seed and the PSNR of the posterior mean of every member (chain) of an
     ensemble run, in member order."""
     truth = np.asarray(idata.constant_data["ground_truth"].values)
-    pp = idata.posterior_predictive
-    seeds = [json.loads(str(c))["seed"] for c in pp["member_config"].values]
-    psnrs = []
-    for k in range(pp.sizes["chain"]):
-        member = idata.isel(chain=[k])
-        mean, _ = metrics.predictive_moments(posterior.image_draws(member),
-                                             posterior.draw_weights(member))
-        psnrs.append(metrics.psnr(mean, truth))
-    return seeds, psnrs
+    seeds = [json.loads(str(c))["seed"]
+             for c in idata.posterior_predictive["member_config"].values]
+    return seeds, [metrics.psnr(mean, truth) for mean in posterior.chain_means(idata)]
 
 
 def spread(psnrs: list[float]) -> dict:
@@ -63,13 +57,17 @@ def table_rows(table: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path} not found: give a Table 1 output directory")
     rows = {}
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["method"].startswith("DE-") and "top" not in row["method"]:
-                key = (row["dataset"], row["split"], int(row["views"]), int(row["image_id"]))
-                n = int(row["method"].removeprefix("DE-"))
-                if n > rows.get(key, (0, None))[0]:
-                    rows[key] = (n, row)
+    try:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["method"].startswith("DE-") and "top" not in row["method"]:
+                    key = (row["dataset"], row["split"], int(row["views"]),
+                           int(row["image_id"]))
+                    n = int(row["method"].removeprefix("DE-"))
+                    if n > rows.get(key, (0, None))[0]:
+                        rows[key] = (n, row)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{path} is not a Table 1 table ({type(err).__name__}: {err})") from None
     return {key: row for key, (_, row) in rows.items()}
 
 

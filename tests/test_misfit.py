@@ -38,6 +38,8 @@ def test_member_misfits_are_the_mean_squared_residuals_of_the_member_means():
         residual = a @ mean.ravel() - sinogram
         expected.append(np.mean(residual ** 2))
     np.testing.assert_allclose(misfit.member_misfits(idata), expected, rtol=1e-5)
+    np.testing.assert_allclose(posterior.chain_means(idata)[1],
+                               posterior.image_draws(idata.isel(chain=[1])).mean(axis=0))
 
 
 def test_a_member_far_from_the_data_is_flagged_and_only_it():

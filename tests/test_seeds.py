@@ -70,3 +70,6 @@ def test_runs_of_another_configuration_are_not_read(tmp_path, capsys):
     assert "no ensemble run" in capsys.readouterr().err
     assert not (tmp_path / "seeds.md").exists()
     assert seeds.main(["--table", str(tmp_path / "missing")]) == 2
+    (tmp_path / "table1.csv").write_text("not,a\ntable,1\n")
+    assert seeds.main(["--table", str(tmp_path)]) == 2
+    assert "is not a Table 1 table" in capsys.readouterr().err

@@ -28,7 +28,6 @@ import torch
 from .. import posterior
 from ..physics.geometry import Geometry
 from ..physics.radon import RadonOperator
-from .metrics import predictive_moments
 
 POOR_FACTOR = 1.3
 """A member whose posterior mean's misfit exceeds this times the members' median is flagged."""
@@ -45,25 +44,20 @@ def run_operator(idata) -> RadonOperator:
                                   int(sinogram.sizes["detector"])))
 
 
-def data_misfit(image, sinogram, operator: RadonOperator) -> float:
-    """The mean squared residual per ray of ``image`` (y, x) against ``sinogram``."""
+def data_misfit(images, sinogram, operator: RadonOperator) -> np.ndarray:
+    """The mean squared residual per ray of each image (..., y, x) against ``sinogram``,
+    shape ``images.shape[:-2]``; the images are projected in one batch."""
     with torch.no_grad():
-        projected = operator(torch.as_tensor(np.asarray(image), dtype=operator.dtype))
+        projected = operator(torch.as_tensor(np.asarray(images), dtype=operator.dtype))
     residual = projected.cpu().numpy().astype(np.float64) - np.asarray(sinogram, np.float64)
-    return float(np.mean(residual ** 2))
+    return np.mean(residual ** 2, axis=(-2, -1))
 
 
 def member_misfits(idata, operator: RadonOperator | None = None) -> np.ndarray:
     """:func:`data_misfit` of every chain's (member's) posterior mean, in chain order."""
     operator = run_operator(idata) if operator is None else operator
-    sinogram = idata.observed_data["sinogram"].values
-    out = []
-    for k in range(idata.posterior_predictive.sizes["chain"]):
-        member = idata.isel(chain=[k])
-        mean, _ = predictive_moments(posterior.image_draws(member),
-                                     posterior.draw_weights(member))
-        out.append(data_misfit(mean, sinogram, operator))
-    return np.asarray(out)
+    return data_misfit(posterior.chain_means(idata), idata.observed_data["sinogram"].values,
+                       operator)
 
 
 def misfit_ratios(misfits) -> np.ndarray:
@@ -85,7 +79,9 @@ def poor_member_warnings(idata, operator: RadonOperator | None = None) -> list[s
     """One line per flagged member of an ensemble run, naming its label and ratio."""
     misfits = member_misfits(idata, operator)
     ratios = misfit_ratios(misfits)
-    labels = idata.posterior_predictive["member"].values
+    pp = idata.posterior_predictive
+    labels = (pp["member"].values if "member" in pp.coords
+              else [f"chain {k}" for k in range(len(misfits))])
     return [f"{labels[k]}: its posterior mean's data misfit is {ratios[k]:.2f} x the "
             f"members' median (flagged above {POOR_FACTOR}): likely a poor optimum; refit "
             "it with another seed or leave it out" for k in poor_members(misfits)]

@@ -54,12 +54,13 @@ imports nothing from inference; it re-exports their public names, the API used a
 ``posterior.NAME``.
 """
 
-from .read import config, draw_weights, image_draws, run_attrs, trim_partial
+from .read import chain_means, config, draw_weights, image_draws, run_attrs, trim_partial
 from .schema import build, from_reconstruction, representative_pixels
 from .store import load, save
 
 __all__ = [
     "build",
+    "chain_means",
     "config",
     "draw_weights",
     "from_reconstruction",

@@ -47,12 +47,26 @@ def draw_weights(idata: az.InferenceData) -> np.ndarray:
     Chains of one sampler (no ``member`` coordinate) pool their draws with equal weights.
     """
     pp = idata.posterior_predictive
-    n_chains = pp["image"].sizes["chain"]
-    counts = (np.asarray(pp["n_draws"].values).astype(np.int64) if "n_draws" in pp
-              else np.full(n_chains, pp["image"].sizes["draw"], dtype=np.int64))
+    counts = _draw_counts(idata)
     if "member" in pp.coords:
-        return np.concatenate([np.full(n, 1.0 / (n_chains * n)) for n in counts])
+        return np.concatenate([np.full(n, 1.0 / (counts.size * n)) for n in counts])
     return np.full(int(counts.sum()), 1.0 / counts.sum())
+
+
+def chain_means(idata: az.InferenceData) -> np.ndarray:
+    """The mean image of every chain (an ensemble's: of every member) over its own draws,
+    shape (chain, y, x)."""
+    draws = image_draws(idata)
+    parts = np.split(draws, np.cumsum(_draw_counts(idata))[:-1])
+    return np.stack([part.mean(axis=0) for part in parts])
+
+
+def _draw_counts(idata: az.InferenceData) -> np.ndarray:
+    """The real draws of every chain (``n_draws``, or the draw dimension when unpadded)."""
+    pp = idata.posterior_predictive
+    if "n_draws" in pp:
+        return np.asarray(pp["n_draws"].values).astype(np.int64)
+    return np.full(pp["image"].sizes["chain"], pp["image"].sizes["draw"], dtype=np.int64)
 
 
 def run_attrs(idata: az.InferenceData) -> dict:
