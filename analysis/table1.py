@@ -17,8 +17,10 @@ MCD with per-pixel
 masks (the authors' ``F.dropout`` noise injection; the member of the deep ensemble),
 MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble of
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
-``models/mcd_V.toml`` with seeds seed + k; profile ``reference`` also ensembles the top N
-distinct configurations of a validation sweep, ``models/de_reference/``) and, where
+``models/mcd_V.toml`` with seeds seed + k; where a dataset names ranked configurations for
+a view count, also the top N distinct configurations of a validation sweep, one seed each:
+``models/de_phantoms_20/`` for the phantoms at 20 views in profile ``cpu``,
+``models/de_reference/`` in profile ``reference``) and, where
 the profile says so, HMC (test split; profile ``reference``: ``models/hmc_reference.toml`` on
 the 64 x 64, 40 dB phantoms of ``data/reference_64.nc``). Profile ``paper5`` answers the
 5-view question on the paper's protocol (256 x 256, ``data/benchmark_256.nc``).
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -70,7 +73,7 @@ from bayes_inr.inference.baselines.methods import ITERATIVE, check_iterations
 from bayes_inr.inference.baselines.methods import METHODS as BASELINES
 from bayes_inr.inference.baselines.tv import tv_settings
 from bayes_inr.inference.config import FitConfig, load_config
-from bayes_inr.inference.ensemble import fit_ensemble
+from bayes_inr.inference.ensemble import fit_ensemble, member_path
 from bayes_inr.inference.ensemble import settings as ensemble_settings
 from bayes_inr.inference.fit import fit
 from bayes_inr.inference.method import family_of
@@ -97,6 +100,11 @@ class DataSet:
     chosen on validation data of that kind) it takes where a method has them
     (:func:`bayes_inr.model.catalog.validated`): ``"real"`` for real CT."""
     hmc: bool = False
+    ranked: tuple[tuple[int, str], ...] = ()
+    """(views, directory under ``models/``) pairs: a validation sweep's ranked configurations
+    for that view count (``python -m bayes_inr.sweep --rank DIR --write-configs``:
+    ``NAME_top1.toml``, ...). Where set, the per-pixel MCD row and DE-N of seeds take the
+    rank-1 configuration, and rows ``DE-N, top N`` ensemble ranks 1 to N, one member each."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,6 @@ class Profile:
     TV start and TV factor) takes TV's weight validated on the profile's dataset and view
     count (``models/baselines/tv.toml``) instead of the one written in it, which was
     validated on the data the configuration was chosen on."""
-    ranked: str | None = None
-    """A directory under ``models/`` holding a validation sweep's ranked configurations
-    (``python -m bayes_inr.sweep --rank DIR --write-configs``: ``NAME_top1.toml``, ...). When
-    set, the per-pixel MCD row and DE-N of seeds take the rank-1 configuration, and rows
-    ``DE-N, top N`` ensemble ranks 1 to N, one member each."""
 
 
 PROFILES = {
@@ -128,7 +131,10 @@ PROFILES = {
     # (DE-2, DE-5, DE-10), two fitted side by side; phantoms at 5 and 20 views (noiseless,
     # sinograms from a 2x finer grid) and the real CT test slices at 20 and 60 views (40 dB).
     # HMC waits for a converging recipe (the old one-chain transient is not a reference).
-    "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine"),
+    # At 20 views the phantoms also get DE-2 and DE-5 of the top 5 distinct configurations
+    # of the Fourier-scale sweeps of mcd_20 (models/de_phantoms_20/; rank 1 is mcd_20).
+    "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine",
+                            ranked=((20, "de_phantoms_20"),)),
                     DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
                             data="real")),
                    splits=("test",), members=10),
@@ -146,9 +152,8 @@ PROFILES = {
     # per-pixel MCD ensembles of a sweep on its validation phantoms: DE-2 and DE-5 of the
     # best configuration's seeds and of the top 2 and top 5 configurations
     "reference": Profile((DataSet("data/reference_64.nc", "phantoms 64", "phantom64", (20,),
-                                  "fine", hmc=True),),
-                         splits=("test",), members=5, hmc_config="hmc_reference",
-                         ranked="de_reference"),
+                                  "fine", hmc=True, ranked=((20, "de_reference"),)),),
+                         splits=("test",), members=5, hmc_config="hmc_reference"),
     # the paper's 5-view protocol on this CPU (issue 14's 5-view question): 256 x 256
     # phantoms rendered at 512 and block-averaged, sinograms made with the reconstruction
     # operator, no noise (python -m bayes_inr.data --size 256 --views 5 20 --protocol same);
@@ -193,14 +198,20 @@ def image_configs(profile: Profile, dataset: DataSet, views: int, members: int,
             top and [dataset_tv(config, dataset, views, profile) for config in top])
 
 
-def ranked_configs(directory: str, members: int, overrides: dict) -> list[FitConfig]:
-    """The configs of ranks 1 to ``members`` in ``models/DIRECTORY`` (``NAME_topK.toml``, as
-    ``python -m bayes_inr.sweep --rank --write-configs`` writes them)."""
+def ranked_configs(dataset: DataSet, views: int, members: int, overrides: dict
+                   ) -> list[FitConfig] | None:
+    """The configs of ranks 1 to ``members`` (or as many as there are, at least
+    ``min(ENSEMBLES)``) in the directory :attr:`DataSet.ranked` names for ``views``
+    (``NAME_topK.toml``, as ``python -m bayes_inr.sweep --rank --write-configs`` writes
+    them); None where it names none."""
+    directory = dict(dataset.ranked).get(views)
+    if directory is None:
+        return None
     paths = sorted((MODELS / directory).glob("*_top*.toml"),
                    key=lambda p: int(p.stem.rpartition("_top")[2]))
-    if len(paths) < members:
-        raise InputError(f"DE-{members} of the top configurations needs {members} ranked "
-                         f"configs, models/{directory} has {len(paths)}")
+    if len(paths) < min(ENSEMBLES):
+        raise InputError(f"DE-N of the top configurations needs at least {min(ENSEMBLES)} "
+                         f"ranked configs, models/{directory} has {len(paths)}")
     return [load_config(path, **overrides) for path in paths[:members]]
 
 
@@ -293,13 +304,22 @@ def _whole(idata):
 
 
 def ensemble_job(sample: Sample, stem: str, members: list[FitConfig], labels: Callable,
-                 workers: int, store: Path | None) -> Job:
+                 workers: int, store: Path | None, first: Path | None = None) -> Job:
     """The deep ensemble of ``members``, whose rows ``labels(n)`` are its first n members
     for n in :data:`ENSEMBLES`; it keeps its members in ``store`` (a directory, see
-    :func:`bayes_inr.inference.ensemble.fit_ensemble`)."""
+    :func:`bayes_inr.inference.ensemble.fit_ensemble`). ``first``, a member file of
+    another ensemble that may be this one's member 0, is linked into ``store`` when that
+    has none (the fit reuses it only if its hashes are member 0's)."""
     base = members[0].replace(inference="ensemble", workers=workers)
-    return Job(f"{stem}{len(members)}", ensemble_settings(base, members),
-               lambda: fit_ensemble(sample, base, members, progress=False, store=store),
+
+    def make():
+        if store is not None and first is not None and first.is_file():
+            store.mkdir(exist_ok=True)
+            if not (store / first.name).exists():
+                os.link(first, store / first.name)
+        return fit_ensemble(sample, base, members, progress=False, store=store)
+
+    return Job(f"{stem}{len(members)}", ensemble_settings(base, members), make,
                tuple((labels(n), lambda e, n=n: e.isel(chain=slice(0, n)))
                      for n in ENSEMBLES if n <= len(members)))
 
@@ -339,9 +359,10 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     seeds = ensemble_job(sample, "de", members, lambda n: f"DE-{n}", profile.workers, store)
     member = (MCD_LABELS[members[0].dropout_scope], lambda e: e.isel(chain=[0]))
     out.append(dataclasses.replace(seeds, rows=(member, *seeds.rows)))
-    if ranked:
+    if ranked:  # rank 1 with the first seed is member 0 of the seeds' ensemble
         out.append(ensemble_job(sample, "detop", ranked, lambda n: f"DE-{n}, top {n}",
-                                profile.workers, store and store.with_name(f"{store.name}_top")))
+                                profile.workers, store and store.with_name(f"{store.name}_top"),
+                                store and member_path(store, 0)))
     if dataset.hmc and split == "test":
         overrides = {**profile.overrides, **profile.hmc_overrides}
         hmc = (load_config(profile.hmc_config, **overrides) if profile.hmc_config
@@ -468,8 +489,12 @@ Notes.
   around one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask
   per draw: the Gal and Ghahramani posterior (one function per draw), the same
   configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members
-  (one configuration, seeds seed + k; the paper's ensembles took the top N configurations
-  of a sweep, as `DE-N, top N` does in profile `reference`).
+  (one configuration, seeds seed + k). `DE-N, top N`: the N best distinct configurations of
+  a validation sweep, one seed each (seeds seed + k), as the paper's ensembles were built;
+  phantoms at 20 views (profile `cpu`): the pooled Fourier-scale sweeps of mcd_20
+  (sweeps mcd_tvstart_omega_20 and mcd_tvstart_omega_low_20, ranked by object CRPS:
+  `models/de_phantoms_20/`, omega0 1, 1.5, 2, 4 and 2 at twice TV's weight); rank 1 is
+  mcd_20, so its member is member 1 of DE-N.
 - Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
   (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
   dataset and view count, so that its mode is the TV row's image; sigma chosen on validation
@@ -608,8 +633,8 @@ def main() -> None:
                            f"{data.attrs.get('protocol')!r}\n")
         loaded[dataset.name] = data
     try:
-        top = (ranked_configs(profile.ranked, n_members, profile.overrides) if profile.ranked
-               else None)
+        top = {(d.name, views): ranked_configs(d, views, n_members, profile.overrides)
+               for d in chosen for views in d.views}
     except InputError as err:
         parser.exit(2, f"error: {err}\n")
     runs = args.out / "runs"
@@ -631,7 +656,8 @@ def main() -> None:
     try:
         for dataset, views in plan:
             data = loaded[dataset.name]
-            members, ranked = image_configs(profile, dataset, views, n_members, top)
+            members, ranked = image_configs(profile, dataset, views, n_members,
+                                            top[dataset.name, views])
             for split in splits:
                 for image_id in benchmark_ids(data, split):
                     sample = benchmark_sample(data, image_id, views)

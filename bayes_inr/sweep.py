@@ -49,9 +49,9 @@ def parser() -> argparse.ArgumentParser:
                                 epilog=__doc__.split("\n\n", 1)[1])
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--grid", type=Path, help="run the grid file (models/sweeps/NAME.toml)")
-    mode.add_argument("--rank", type=Path, metavar="DIR",
-                      help="rank the finished validation trials of a sweep directory (by "
-                           "object CRPS, then PSNR)")
+    mode.add_argument("--rank", type=Path, nargs="+", metavar="DIR",
+                      help="rank the finished validation trials of sweep directories of the "
+                           "same data, pooled (by object CRPS, then PSNR)")
     mode.add_argument("--plot", type=Path, metavar="DIR",
                       help=f"write DIR/{BOXPLOT} from a sweep's table")
     run = p.add_argument_group("running a grid")

@@ -208,6 +208,37 @@ def test_rank_writes_the_top_unique_validation_configs(tmp_path):
         rank(tmp_path / "test_sweep")
 
 
+def test_rank_pools_sweeps_of_the_same_data_and_refuses_others(tmp_path, capsys):
+    rows = fake_rows()
+    settings = {"views": 20, "split": "val", "size": None, "dataset": "b.nc",
+                "images": ["phantom-0", "phantom-1"]}
+    coarse, fine, other = (tmp_path / name for name in ("coarse", "fine", "other"))
+    for sweep, part in ((coarse, rows[::2]), (fine, rows[1::2]), (other, rows)):
+        sweep.mkdir()
+        write_table(sweep, part)
+    write_settings(coarse, settings)
+    write_settings(fine, settings)
+    write_settings(other, settings | {"views": 5})
+    pooled = rank([coarse, fine])
+    assert [row["trial_id"] for row in pooled] == [row["trial_id"] for row in rank_rows(rows)]
+    assert len(pooled) == len(rows)
+    assert {row["sweep"] for row in pooled} == {coarse, fine}
+    models = tmp_path / "models"
+    models.mkdir()
+    assert main(["--rank", str(coarse), str(fine), "--top", "2",
+                 "--write-configs", str(models)]) == 0
+    header = (models / "coarse_top1.toml").read_text().splitlines()
+    assert f"of sweeps {coarse}, {fine} (trial" in header[0]
+    assert header[1].endswith(f"--rank {coarse} {fine} --write-configs {models}")
+    assert main(["--rank", str(coarse), str(other)]) == 2
+    assert "sweeps of different data" in capsys.readouterr().err
+
+
+def rank_rows(rows):
+    """``rows`` in rank order, by hand: object CRPS up, then PSNR down."""
+    return sorted(rows, key=lambda r: (r["crps_object"], -r["psnr"]))
+
+
 def test_boxplots(tmp_path):
     from bayes_inr.plots.boxplots import boxplot_figure
 

@@ -257,20 +257,27 @@ def test_tv_per_dataset_profiles_give_inr_configs_tv_weight_validated_on_their_d
 
 def test_ranked_profiles_ensemble_the_top_configurations_beside_seeds_of_the_best(
         tmp_path, monkeypatch):
-    """``Profile.ranked``: DE-N of seeds takes the rank-1 configuration, and ``DE-N, top N``
-    ensembles ranks 1 to N (by rank number: top10 comes after top2)."""
+    """``DataSet.ranked``: DE-N of seeds takes the rank-1 configuration, and ``DE-N, top N``
+    ensembles ranks 1 to N (by rank number: top10 comes after top2), reusing member 0 of the
+    seeds' ensemble (rank 1, first seed) instead of fitting it again."""
     ranked = tmp_path / "models" / "de_tiny"
     ranked.mkdir(parents=True)
     for rank, dropout in ((1, 0.1), (2, 0.2), (10, 0.3)):
         (ranked / f"sweep_top{rank}.toml").write_text(
             f'inference = "mcd"\ndropout_scope = "pixel"\ndropout = {dropout}\n')
     monkeypatch.setattr(table1, "MODELS", tmp_path / "models")
-    top = table1.ranked_configs("de_tiny", 2, TINY)
+    dataset = table1.DataSet("unused", "phantoms", "phantom", (20, 5), "fine",
+                             ranked=((20, "de_tiny"),))
+    top = table1.ranked_configs(dataset, 20, 2, TINY)
     assert [c.dropout for c in top] == [0.1, 0.2]
-    with pytest.raises(table1.InputError, match="needs 4 ranked configs, .* has 3"):
-        table1.ranked_configs("de_tiny", 4, TINY)
-    dataset = table1.DataSet("unused", "phantoms", "phantom", (20,), "fine")
-    profile = table1.Profile((dataset,), overrides=TINY, workers=1, ranked="de_tiny")
+    # ten members asked, three ranked: DE-2, top 2 and no DE-5, top 5 or DE-10, top 10
+    assert [c.dropout for c in table1.ranked_configs(dataset, 20, 10, TINY)] == [0.1, 0.2, 0.3]
+    assert table1.ranked_configs(dataset, 5, 10, TINY) is None
+    (ranked / "sweep_top2.toml").unlink()
+    (ranked / "sweep_top10.toml").unlink()
+    with pytest.raises(table1.InputError, match="at least 2 ranked configs, .* has 1"):
+        table1.ranked_configs(dataset, 20, 10, TINY)
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1)
     members = table1.member_configs(20, 2, TINY, base=top[0])
     sample = phantom_sample(5, 20, 16)
     store = tmp_path / "members"
@@ -282,8 +289,12 @@ def test_ranked_profiles_ensemble_the_top_configurations_beside_seeds_of_the_bes
     assert [job.stem for job in ensembles] == ["de2", "detop2"]
     assert [c["dropout"] for c in posterior.config(seeds)["member_configs"]] == [0.1, 0.1]
     assert [c["dropout"] for c in posterior.config(best)["member_configs"]] == [0.1, 0.2]
-    assert sorted(p.name for p in (tmp_path / "members_top").glob("*.nc")) == [
-        "member0.nc", "member1.nc"]
+    top_store = tmp_path / "members_top"
+    assert sorted(p.name for p in top_store.glob("*.nc")) == ["member0.nc", "member1.nc"]
+    assert (top_store / "member0.nc").samefile(store / "member0.nc")  # reused, not refitted
+    assert not (top_store / "member1.nc").samefile(store / "member1.nc")
+    np.testing.assert_array_equal(best.posterior_predictive["image"].isel(chain=0),
+                                  seeds.posterior_predictive["image"].isel(chain=0))
 
 
 def test_an_interrupted_hmc_run_resumes_from_its_run_file(tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ Trials rank by the mean validation scores of
 (higher first); a missing score ranks last. Failed trials are left out,
 and configurations that differ only in ``seed`` or ``threads`` count once (their best
 trial). Only sweeps on the validation split can be ranked: configurations are never
-chosen on test images.
+chosen on test images. Several sweeps of the same images (one grid refined by another) rank
+as one pool.
 """
 
 from __future__ import annotations
@@ -24,18 +25,26 @@ IGNORED = ("seed", "threads")
 """Fields that do not make a configuration different."""
 
 
-def rank(directory, top: int | None = None) -> list[dict]:
-    """The best ``top`` unique configurations of the validation sweep in ``directory``."""
-    settings = read_settings(directory)
-    if settings.get("split") != "val":
-        raise InputError(f"{directory} is a sweep on {settings.get('split')!r} images; only "
-                         "validation sweeps may select configurations")
+def rank(directories, top: int | None = None) -> list[dict]:
+    """The best ``top`` unique configurations of the validation sweeps in ``directories``
+    (one directory or several of the same data), each row with its ``sweep`` directory."""
+    directories = [directories] if isinstance(directories, (str, Path)) else directories
+    first = read_settings(directories[0])
+    for directory in directories:
+        settings = read_settings(directory)
+        if settings.get("split") != "val":
+            raise InputError(f"{directory} is a sweep on {settings.get('split')!r} images; "
+                             "only validation sweeps may select configurations")
+        if settings != first:
+            raise InputError(f"{directory} and {directories[0]} are sweeps of different data "
+                             "(dataset, views or images); they cannot rank together")
     if top is not None and top < 1:
         raise InputError(f"--top must be >= 1, got {top}")
-    rows = [row for row in read_table(directory)
+    rows = [row | {"sweep": Path(directory)} for directory in directories
+            for row in read_table(directory)
             if row["status"] == "ok" and math.isfinite(row[RANKING[0]])]
     if not rows:
-        raise InputError(f"{directory} has no finished trials to rank")
+        raise InputError(f"{', '.join(map(str, directories))} has no finished trials to rank")
     rows.sort(key=rank_key)
     unique: dict = {}
     for row in rows:
@@ -64,25 +73,29 @@ def toml_value(value) -> str:
     raise InputError(f"cannot write {value!r} to a TOML config")
 
 
-def write_configs(rows: list[dict], directory, sweep) -> list[Path]:
-    """Write ``rows`` (from :func:`rank`) as ``directory/SWEEP_topK.toml``; the paths.
+def write_configs(rows: list[dict], directory, sweeps) -> list[Path]:
+    """Write ``rows`` (from :func:`rank` of ``sweeps``, one directory or several) as
+    ``directory/SWEEP_topK.toml``, SWEEP the first sweep's name; the paths.
 
     Each file starts with a comment saying where it came from; every file is read back
     with :func:`bayes_inr.inference.config.load_config` before it is kept.
     """
-    directory, sweep = Path(directory), Path(sweep)
+    directory = Path(directory)
+    sweeps = [Path(sweeps)] if isinstance(sweeps, (str, Path)) else [Path(s) for s in sweeps]
     if not directory.is_dir():
         raise InputError(f"--write-configs: directory {directory} does not exist")
-    settings = read_settings(sweep)
+    settings = read_settings(sweeps[0])
     paths = []
     for k, row in enumerate(rows, 1):
-        path = directory / f"{sweep.name}_top{k}.toml"
-        header = (f"# Rank {k} of sweep {sweep} (trial {row['trial_id']}): mean validation "
+        path = directory / f"{sweeps[0].name}_top{k}.toml"
+        header = (f"# Rank {k} of sweep{'s' * (len(sweeps) > 1)} "
+                  f"{', '.join(map(str, sweeps))} (trial {row['trial_id']} of "
+                  f"{row['sweep']}): mean validation "
                   f"object CRPS {row['crps_object']:.4g}, PSNR {row['psnr']:.2f} dB, object "
                   f"ECE {row['ece_object']:.3f} on "
                   f"{', '.join(settings['images'])} at {settings['views']} views.\n"
-                  f"# Written by python -m bayes_inr.sweep --rank {sweep} --write-configs "
-                  f"{directory}\n")
+                  f"# Written by python -m bayes_inr.sweep --rank {' '.join(map(str, sweeps))} "
+                  f"--write-configs {directory}\n")
         body = "".join(f"{f.name} = {toml_value(row['config'][f.name])}\n"
                        for f in dataclasses.fields(FitConfig) if f.name in row["config"])
         with atomic_path(path) as tmp:

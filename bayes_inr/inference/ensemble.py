@@ -100,7 +100,8 @@ def members_dir(out) -> Path:
     return out.with_name(out.name + ".members")
 
 
-def _member_path(store: Path, k: int) -> Path:
+def member_path(store: Path, k: int) -> Path:
+    """Where an ensemble's member store keeps member ``k``."""
     return store / f"member{k}.nc"
 
 
@@ -163,8 +164,8 @@ def _load_members(store: Path, sample: Sample, configs: list[FitConfig], fits: l
     data = provenance.data_hash(sample.sinogram, sample.geometry.angles, sample.ground_truth)
     stale = 0
     for k, member in enumerate(configs):
-        fits[k] = stored_member(_member_path(store, k), member, data)
-        stale += fits[k] is None and _member_path(store, k).is_file()
+        fits[k] = stored_member(member_path(store, k), member, data)
+        stale += fits[k] is None and member_path(store, k).is_file()
     store.mkdir(exist_ok=True)
     reused = sum(idata is not None for idata in fits)
     log(f"ensemble: {reused} of {len(configs)} members already fitted in {store}"
@@ -191,7 +192,7 @@ def _fit_members(sample: Sample, configs: list[FitConfig], todo: list[int], fits
         for i, idata in results:
             fits[todo[i]] = idata
             if store is not None:
-                posterior.save(idata, _member_path(store, todo[i]))
+                posterior.save(idata, member_path(store, todo[i]))
 
 
 def _assemble(sample: Sample, config: FitConfig, configs: list[FitConfig], fits: list,
