@@ -19,7 +19,7 @@ MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble o
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
 ``models/mcd_V.toml`` with seeds seed + k; where a dataset names ranked configurations for
 a view count, also the top N distinct configurations of a validation sweep, one seed each:
-``models/de_phantoms_20/`` for the phantoms at 20 views in profile ``cpu``,
+``models/de_phantoms_20/`` and ``models/de_real_20/`` at 20 views in profile ``cpu``,
 ``models/de_reference/`` in profile ``reference``) and, where
 the profile says so, HMC (test split; profile ``reference``: ``models/hmc_reference.toml`` on
 the 64 x 64, 40 dB phantoms of ``data/reference_64.nc``). Profile ``paper5`` answers the
@@ -131,12 +131,13 @@ PROFILES = {
     # (DE-2, DE-5, DE-10), two fitted side by side; phantoms at 5 and 20 views (noiseless,
     # sinograms from a 2x finer grid) and the real CT test slices at 20 and 60 views (40 dB).
     # HMC waits for a converging recipe (the old one-chain transient is not a reference).
-    # At 20 views the phantoms also get DE-2 and DE-5 of the top 5 distinct configurations
-    # of the Fourier-scale sweeps of mcd_20 (models/de_phantoms_20/; rank 1 is mcd_20).
+    # At 20 views both also get DE-2 and DE-5 of the top 5 distinct configurations of the
+    # Fourier-scale sweeps of their MCD (models/de_phantoms_20/ and de_real_20/; rank 1 is
+    # mcd_20 and mcd_real_20).
     "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine",
                             ranked=((20, "de_phantoms_20"),)),
                     DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
-                            data="real")),
+                            data="real", ranked=((20, "de_real_20"),))),
                    splits=("test",), members=10),
     # the paper's protocol: 256 x 256, sinograms made with the reconstruction operator,
     # no noise (python -m bayes_inr.data --size 256 --protocol same); longer training
@@ -493,8 +494,9 @@ Notes.
   a validation sweep, one seed each (seeds seed + k), as the paper's ensembles were built;
   phantoms at 20 views (profile `cpu`): the pooled Fourier-scale sweeps of mcd_20
   (sweeps mcd_tvstart_omega_20 and mcd_tvstart_omega_low_20, ranked by object CRPS:
-  `models/de_phantoms_20/`, omega0 1, 1.5, 2, 4 and 2 at twice TV's weight); rank 1 is
-  mcd_20, so its member is member 1 of DE-N.
+  `models/de_phantoms_20/`, omega0 1, 1.5, 2, 4 and 2 at twice TV's weight); real CT at 20
+  views: sweep mcd_real_tvstart_omega_20 (`models/de_real_20/`, omega0 2, 2, 1, 1 and 4 at
+  two learning rates). Rank 1 is mcd_20 or mcd_real_20, so its member is member 1 of DE-N.
 - Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
   (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
   dataset and view count, so that its mode is the TV row's image; sigma chosen on validation
