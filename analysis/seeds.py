@@ -8,8 +8,9 @@ writes each member's PSNR (its posterior mean against the truth), their median, 
 worst member's distance to the median over the first five seeds (issue 14's check: within
 1 dB on every validation image) and over all members; and beside them what the fit can see
 without the truth, each member's data misfit over the members' median, marking the members
-:mod:`bayes_inr.evaluation.misfit` flags. No fit is made: only ensemble runs whose config
-and data hashes are those of Table 1's rows are read::
+:mod:`bayes_inr.evaluation.misfit` flags, and over the misfit of the image's TV row (what a
+single fit started at TV could compare itself with). No fit is made: only ensemble and TV
+runs whose config and data hashes are those of Table 1's rows are read::
 
     python analysis/seeds.py --table analysis/results/table1_cpu     # -> seeds.md
 """
@@ -51,54 +52,80 @@ def spread(psnrs: list[float]) -> dict:
             "worst_all": float(every.min() - np.median(every))}
 
 
-def table_rows(table: Path) -> dict:
-    """Table 1's largest DE-N row of every image: (dataset, split, views, image id) -> row."""
+def table_rows(table: Path) -> tuple[dict, dict]:
+    """Table 1's largest DE-N row and its TV row of every image, each as
+    (dataset, split, views, image id) -> row."""
     path = table / "table1.csv"
     if not path.is_file():
         raise InputError(f"{path} not found: give a Table 1 output directory")
-    rows = {}
+    rows, tv = {}, {}
     try:
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
+                key = (row["dataset"], row["split"], int(row["views"]), int(row["image_id"]))
+                if row["method"] == "TV":
+                    tv[key] = row
                 if row["method"].startswith("DE-") and "top" not in row["method"]:
-                    key = (row["dataset"], row["split"], int(row["views"]),
-                           int(row["image_id"]))
                     n = int(row["method"].removeprefix("DE-"))
                     if n > rows.get(key, (0, None))[0]:
                         rows[key] = (n, row)
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{path} is not a Table 1 table ({type(err).__name__}: {err})") from None
-    return {key: row for key, (_, row) in rows.items()}
+    return {key: row for key, (_, row) in rows.items()}, tv
 
 
-def collect(table: Path) -> list[dict]:
-    """One record per image of Table 1 whose ensemble run is in ``TABLE/runs``."""
-    wanted = table_rows(table)
+def runs_of(table: Path, pattern: str, wanted: dict) -> dict:
+    """The runs ``TABLE/runs/PATTERN`` whose config and data hashes are those of a row of
+    ``wanted`` (key -> row), by key; runs of other configurations are skipped."""
     by_hash = {(row["config_hash"], row["data_hash"]): key for key, row in wanted.items()}
-    records = []
-    for path in sorted((table / "runs").glob("de[0-9]*_*.nc")):
+    found = {}
+    for path in sorted((table / "runs").glob(pattern)):
         idata = posterior.load(path)
         attrs = posterior.run_attrs(idata)
         key = by_hash.get((attrs.get("config_hash"), attrs.get("data_hash")))
-        if key is None:
-            continue  # a run of another configuration than the table's (or not in it)
+        if key is not None:
+            found[key] = idata
+    return found
+
+
+def collect(table: Path) -> list[dict]:
+    """One record per image of Table 1 whose ensemble run is in ``TABLE/runs``; with its TV
+    run there, each member's misfit over the TV image's too."""
+    ensembles, tv_rows = table_rows(table)
+    tv = runs_of(table, "tv_*.nc", tv_rows)
+    records = []
+    for key, idata in sorted(runs_of(table, "de[0-9]*_*.nc", ensembles).items()):
         seeds, psnrs = member_psnrs(idata)
-        misfits = misfit.member_misfits(idata)
+        operator = misfit.run_operator(idata)
+        misfits = misfit.member_misfits(idata, operator)
+        over_tv = (misfits / misfit.member_misfits(tv[key], operator)[0] if key in tv
+                   else np.full(len(misfits), np.nan))
         records.append(dict(zip(("dataset", "split", "views", "image_id"), key, strict=True))
                        | {"seeds": seeds, "psnrs": psnrs, "ratios": misfit.misfit_ratios(misfits),
-                          "flagged": misfit.poor_members(misfits)} | spread(psnrs))
+                          "over_tv": over_tv, "flagged": misfit.poor_members(misfits)}
+                       | spread(psnrs))
     return sorted(records, key=lambda r: (r["dataset"], r["views"], r["split"] != "val",
                                           r["image_id"]))
 
 
 def _flag_summary(group: list[dict]) -> str:
-    """How the misfit flags match the members more than 1 dB below their image's median."""
+    """How the misfit flags match the members more than 1 dB below their image's median,
+    and the misfit over TV's of those members and of the others (a check a single fit
+    could make, if the two did not overlap)."""
     poor = {(r["image_id"], k) for r in group for k, p in enumerate(r["psnrs"])
             if p < r["median_all"] - 1}
     flagged = {(r["image_id"], k) for r in group for k in r["flagged"]}
+    over_tv = {(r["image_id"], k): q for r in group for k, q in enumerate(r["over_tv"])
+               if np.isfinite(q)}
+
+    def span(keys) -> str:
+        values = [over_tv[key] for key in keys if key in over_tv]
+        return f"{min(values):.2f}-{max(values):.2f}" if values else "none"
+
     return (f"Members more than 1 dB below the median: {len(poor)}, of which flagged by "
             f"their data misfit {len(poor & flagged)}; other members flagged: "
-            f"{len(flagged - poor)}.")
+            f"{len(flagged - poor)}. Misfit over the TV image's: {span(poor)} for those "
+            f"members, {span(over_tv.keys() - poor)} for the others.")
 
 
 def markdown(records: list[dict], table: Path) -> str:
@@ -112,7 +139,9 @@ def markdown(records: list[dict], table: Path) -> str:
              "median`: each member's data misfit (the mean squared sinogram residual of its",
              "posterior mean) over the members' median, which the fit can see without the truth;",
              f"`*`: above {misfit.POOR_FACTOR}, flagged by `python -m bayes_inr.fit` as a likely "
-             "poor optimum.", ""]
+             "poor optimum. `misfit / TV`: each member's misfit over that of the image's TV",
+             "row, the reference a single fit has (its TV start); it could flag a single poor",
+             "fit only if the poor members' ratios lay above every other member's.", ""]
     groups: dict = {}
     for r in records:
         groups.setdefault((r["dataset"], r["views"], r["split"]), []).append(r)
@@ -125,13 +154,14 @@ def markdown(records: list[dict], table: Path) -> str:
                   + (f"more than 1 dB on {beyond} of {len(group)} images." if beyond
                      else "within 1 dB on every image.") + " " + _flag_summary(group), "",
                   "| image | PSNR per seed (dB; * flagged) | misfit / median per seed | "
-                  f"median 0-{FIRST - 1} | worst - median 0-{FIRST - 1} | median all | "
-                  "worst - median all |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"misfit / TV per seed | median 0-{FIRST - 1} | "
+                  f"worst - median 0-{FIRST - 1} | median all | worst - median all |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['image_id']} | "
                   + " ".join(f"{p:.2f}" + "*" * (k in r["flagged"])
                              for k, p in enumerate(r["psnrs"]))
                   + f" | {' '.join(f'{q:.2f}' for q in r['ratios'])} | "
+                  f"{' '.join(f'{q:.2f}' for q in r['over_tv'])} | "
                   f"{r['median_first']:.2f} | {r['worst_first']:+.2f} | "
                   f"{r['median_all']:.2f} | {r['worst_all']:+.2f} |" for r in group]
         lines.append("")

@@ -29,11 +29,13 @@ def ensemble(truth, config):
                                groups="posterior_predictive")
 
 
-def write_table(table: Path, idata, config_hash=None):
-    attrs = posterior.run_attrs(idata)
+def write_table(table: Path, idata, config_hash=None, tv=None):
+    """Table 1 rows DE-2 and DE-6 of ``idata`` (under ``config_hash`` if given) and, with
+    ``tv``, a TV row of that run."""
+    runs = {m: idata for m in ("DE-2", f"DE-{len(OFFSETS)}")} | ({"TV": tv} if tv else {})
     rows = [{"dataset": "phantoms", "split": "val", "views": V, "image_id": 3, "method": m,
-             "config_hash": config_hash or attrs["config_hash"],
-             "data_hash": attrs["data_hash"]} for m in ("DE-2", f"DE-{len(OFFSETS)}")]
+             "config_hash": config_hash or posterior.run_attrs(run)["config_hash"],
+             "data_hash": posterior.run_attrs(run)["data_hash"]} for m, run in runs.items()]
     with (table / "table1.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -53,11 +55,24 @@ def test_member_psnrs_and_the_worst_against_the_median(tmp_path):
     assert got["worst_all"] == pytest.approx(20 - np.median(psnrs))
     (tmp_path / "runs").mkdir()
     posterior.save(idata, tmp_path / "runs" / "de6_phantom_4v_3.nc")
-    write_table(tmp_path, idata)
+    # the TV row's image is member 0's: its misfit over TV's is 1, the others' their
+    # misfit over member 0's
+    tv = posterior.from_reconstruction(truth + OFFSETS[0], sinogram=np.ones((V, D)),
+                                       angles=np.arange(V) * 0.7, method="TV",
+                                       ground_truth=truth, config={"method": "tv"})
+    posterior.save(tv, tmp_path / "runs" / "tv_phantom_4v_3.nc")
+    write_table(tmp_path, idata, tv=tv)
+    (record,) = seeds.collect(tmp_path)
+    np.testing.assert_allclose(record["over_tv"], record["ratios"] / record["ratios"][0])
+    assert record["over_tv"][0] == pytest.approx(1.0)
+    assert len(set(np.round(record["over_tv"], 6))) > 2  # not all equal: the check can fail
     assert seeds.main(["--table", str(tmp_path)]) == 0
     text = (tmp_path / "seeds.md").read_text()
     assert "## phantoms, 4 views, val split" in text
     assert "falls at most 12.04 dB below the median (image 3): more than 1 dB on 1 of 1" in text
+    poor = [q for q, p in zip(record["over_tv"], record["psnrs"], strict=True)
+            if p < np.median(record["psnrs"]) - 1]
+    assert f"Misfit over the TV image's: {min(poor):.2f}-{max(poor):.2f} for those" in text
 
 
 def test_runs_of_another_configuration_are_not_read(tmp_path, capsys):

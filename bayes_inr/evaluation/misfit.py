@@ -18,6 +18,13 @@ below the median, and two 0.5-0.6 dB below it, and no other. On validation runs 
 the choice (the phantoms at 20 views with ``mcd_20`` at omega0 1) it flagged the one member
 more than 1 dB below the median (1.55 dB) and no other. It says nothing about an optimum
 every seed shares: on two test phantoms every member lost 1.6-3.0 dB to TV together.
+
+A single fit has no siblings to compare with, and the reference it does have, the TV image
+it started from, does not separate: on the validation images the members more than 1 dB
+below their median leave 1.87-2.46 times the TV image's misfit, the others 1.28-2.88 (and
+4-10 at 5 views, where the INR fits the data less tightly than TV), so no factor flags the
+first without the second (``seeds.md``, column ``misfit / TV``). A poor optimum is
+detected by fitting more than one seed, which an ensemble does.
 """
 
 from __future__ import annotations
