@@ -4,7 +4,9 @@
 
 For one fitted row of ``analysis/table1.py`` (profile ``cpu``; ``--method`` names it:
 ``btv`` Bayesian TV, ``bbb`` BBB, ``mcd_image`` and ``mcd_pixel`` the two MCD mask scopes,
-``de2``, ``de5``, ``de10`` the deep ensembles): fits it on every validation image exactly as
+``de2``, ``de5``, ``de10`` the deep ensembles of seeds, ``detop2`` and ``detop5`` those of
+the top configurations where the dataset and view count have them): fits it on every
+validation image exactly as
 Table 1 fits it on test (Table 1's own job, so the same config hash; run files and ensemble
 members are reused from ``RUNS`` when their config and data hashes match; per-pixel MCD and
 DE-N are read off the job's ten-member ensemble, as in Table 1), calibrates it on those runs
@@ -50,28 +52,31 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
 
 METHODS = {"btv": "Bayesian TV", "bbb": "BBB",
            **{f"mcd_{scope}": label for scope, label in table1.MCD_LABELS.items()},
-           **{f"de{n}": f"DE-{n}" for n in table1.ENSEMBLES}}
+           **{f"de{n}": f"DE-{n}" for n in table1.ENSEMBLES},
+           **{f"detop{n}": f"DE-{n}, top {n}" for n in table1.ENSEMBLES}}
 """``--method`` -> its Table-1 row. Per-pixel MCD and the DE-N rows are read off Table 1's
-one ensemble job (its first member, its first N members)."""
+one ensemble job of seeds (its first member, its first N members), ``DE-N, top N`` off the
+ensemble of the ranked configurations."""
 
 
 PREDICTIVE_FILES = {"residuals": "", "symmetric": "_symmetric"}
 """Form of the recalibrated predictive -> suffix of its calibration file's name."""
 
 
-def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str
-             ) -> list[tuple[Path, Callable]]:
-    """The run files of the Table-1 job that scores row ``label`` (:func:`table1.jobs`) on
-    ``split``, each with the selection the row scores; reused from ``RUNS`` (ensemble
-    members from their store) when their hashes match, else fitted there."""
+def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str,
+             ranked: list | None) -> list[tuple[Path, Callable]]:
+    """The run files of the Table-1 job that scores row ``label`` (:func:`table1.jobs`, with
+    the ``ranked`` configurations of the dataset and view count) on ``split``, each with the
+    selection the row scores; reused from ``RUNS`` (ensemble members from their store) when
+    their hashes match, else fitted there."""
     profile = table1.PROFILES["cpu"]
-    members, _ = table1.image_configs(profile, dataset, views, profile.members)
+    members, ranked = table1.image_configs(profile, dataset, views, profile.members, ranked)
     runs = []
     for image_id in benchmark_ids(data, split):
         sample = benchmark_sample(data, image_id, views)
         store = table1.run_path(RUNS, "members", dataset, views, image_id).with_suffix("")
         ((job, select),) = [(job, select) for job in table1.jobs(
-            sample, dataset, views, profile, members, split, store)
+            sample, dataset, views, profile, members, split, store, ranked)
             for name, select in job.rows if name == label]
         path = table1.run_path(RUNS, job.stem, dataset, views, image_id)
         if split == "test" and not path.exists():
@@ -90,14 +95,19 @@ def main() -> int:
     parser.add_argument("--dataset", default="phantoms", choices=("phantoms", "real CT"))
     parser.add_argument("--views", type=int, default=20)
     args = parser.parse_args()
-    dataset = next(d for d in table1.PROFILES["cpu"].datasets if d.name == args.dataset)
+    profile = table1.PROFILES["cpu"]
+    dataset = next(d for d in profile.datasets if d.name == args.dataset)
+    ranked = table1.ranked_configs(dataset, args.views, profile.members, profile.overrides)
+    if args.method.startswith("detop") and len(ranked or ()) < int(args.method[5:]):
+        parser.exit(2, f"error: --method {args.method}: {dataset.name} at {args.views} views "
+                       f"has {len(ranked or ())} ranked configurations in profile cpu\n")
     data = load_benchmark(dataset.path)
     RUNS.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     label = METHODS[args.method]
-    val = job_runs(data, dataset, args.views, "val", label)
-    test = job_runs(data, dataset, args.views, "test", label)
+    val = job_runs(data, dataset, args.views, "val", label, ranked)
+    test = job_runs(data, dataset, args.views, "test", label, ranked)
     stem = OUT / f"{args.method}_{dataset.key}_{args.views}v"
     runs = [select(posterior.load(p)) for p, select in val]
     files = {}  # row name -> calibration file, one per form of the recalibrated predictive

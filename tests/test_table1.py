@@ -202,11 +202,13 @@ def test_views_runs_only_the_view_counts_it_names(tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize(("method", "stem", "chains"),
-                         [("de5", "de10", 5), ("mcd_pixel", "de10", 1), ("bbb", "bbb", 3)])
+                         [("de5", "de10", 5), ("mcd_pixel", "de10", 1), ("bbb", "bbb", 3),
+                          ("detop2", "detop5", 2)])
 def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method, stem, chains):
     """The recalibration script's runs are Table 1's own (same job, config hash and file) on
     the real-CT slices too, whose members and BBB take the real-CT configurations, and it
-    scores the part of the run the row does (DE-5: the first five members)."""
+    scores the part of the run the row does (DE-5: the first five members; DE-2, top 2: the
+    first two of the top five)."""
     recalibrate = pytest.importorskip("recalibrate_table1")
     import arviz as az
 
@@ -218,20 +220,33 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method,
     seen = []
     monkeypatch.setattr(table1, "cached",
                         lambda path, make, settings, sample: seen.append(settings) or (0, 1))
-    (path, select), *_ = recalibrate.job_runs(data, real, 20, "val",
-                                               recalibrate.METHODS[method])
     profile = table1.PROFILES["cpu"]
+    ranked = table1.ranked_configs(real, 20, profile.members, profile.overrides)
+    (path, select), *_ = recalibrate.job_runs(data, real, 20, "val",
+                                               recalibrate.METHODS[method], ranked)
     image_id = benchmark_ids(data, "val")[0]
     assert path == recalibrate.RUNS / f"{stem}_real_20v_{image_id}.nc"
     sample = benchmark_sample(data, image_id, 20)
     members = table1.member_configs(20, profile.members, profile.overrides, "real")
-    (job,) = [j for j in table1.jobs(sample, real, 20, profile, members, "val") if j.stem == stem]
+    (job,) = [j for j in table1.jobs(sample, real, 20, profile, members, "val", None, ranked)
+              if j.stem == stem]
     assert config_hash(seen[0]) == config_hash(job.settings)
     phantom_members = table1.member_configs(20, profile.members, profile.overrides)
     assert phantom_members != members  # the phantoms' configurations would be another run
-    run = az.from_dict(posterior_predictive={"image": np.zeros((3 if stem == "bbb" else 10,
-                                                                2, 4, 4))})
+    total = {"bbb": 3, "detop5": 5}.get(stem, 10)
+    run = az.from_dict(posterior_predictive={"image": np.zeros((total, 2, 4, 4))})
     assert select(run).posterior_predictive.sizes["chain"] == chains
+
+
+def test_recalibration_refuses_top_ensembles_a_dataset_does_not_have(monkeypatch, capsys):
+    recalibrate = pytest.importorskip("recalibrate_table1")
+    for argv, count in ((["--method", "detop5", "--views", "5"], 0),
+                        (["--method", "detop10"], 5)):
+        monkeypatch.setattr(sys, "argv", ["recalibrate_table1.py", *argv])
+        with pytest.raises(SystemExit) as stop:
+            recalibrate.main()
+        assert stop.value.code == 2
+        assert f"has {count} ranked configurations" in capsys.readouterr().err
 
 
 def test_tv_per_dataset_profiles_give_inr_configs_tv_weight_validated_on_their_data():
