@@ -97,7 +97,10 @@ def main() -> int:
     args = parser.parse_args()
     profile = table1.PROFILES["cpu"]
     dataset = next(d for d in profile.datasets if d.name == args.dataset)
-    ranked = table1.ranked_configs(dataset, args.views, profile.members, profile.overrides)
+    try:
+        ranked = table1.ranked_configs(dataset, args.views, profile.members, profile.overrides)
+    except table1.InputError as err:
+        parser.exit(2, f"error: {err}\n")
     if args.method.startswith("detop") and len(ranked or ()) < int(args.method[5:]):
         parser.exit(2, f"error: --method {args.method}: {dataset.name} at {args.views} views "
                        f"has {len(ranked or ())} ranked configurations in profile cpu\n")

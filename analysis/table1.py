@@ -316,8 +316,8 @@ def ensemble_job(sample: Sample, stem: str, members: list[FitConfig], labels: Ca
     def make():
         if store is not None and first is not None and first.is_file():
             store.mkdir(exist_ok=True)
-            if not (store / first.name).exists():
-                os.link(first, store / first.name)
+            if not member_path(store, 0).exists():
+                os.link(first, member_path(store, 0))
         return fit_ensemble(sample, base, members, progress=False, store=store)
 
     return Job(f"{stem}{len(members)}", ensemble_settings(base, members), make,
