@@ -11,7 +11,7 @@ from bayes_inr.core.errors import InputError
 from bayes_inr.data.sample import phantom_sample
 from bayes_inr.fit import main, parser
 from bayes_inr.inference import method as registry
-from bayes_inr.inference.config import FitConfig, field_help
+from bayes_inr.inference.config import FitConfig, field_help, load_config
 from bayes_inr.inference.fit import fit
 from bayes_inr.inference.method import family_of, get_method, method_names
 from bayes_inr.model.catalog import validated
@@ -137,7 +137,9 @@ def test_without_config_the_cli_uses_the_validated_configuration(tmp_path, capsy
     assert main([*tiny, "--inference", "bbb", "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith("config: bbb_20 (shipped")
     stored = run_attrs_config(out)
-    assert stored["omega0"] == 4.0 and stored["head"] == "clipped_sigmoid"  # from bbb_20
+    shipped = load_config("bbb_20")
+    assert stored["omega0"] == shipped.omega0 != FitConfig().omega0  # from bbb_20
+    assert stored["head"] == shipped.head == "clipped_sigmoid"
     assert stored["width"] == 8  # the command line overrides the shipped file
     assert main([*tiny, "--inference", "bbb", "--config", "none", "--out", str(out),
                  "--overwrite"]) == 0
