@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,27 +75,26 @@ def table_rows(table: Path) -> tuple[dict, dict]:
     return {key: row for key, (_, row) in rows.items()}, tv
 
 
-def runs_of(table: Path, pattern: str, wanted: dict) -> dict:
-    """The runs ``TABLE/runs/PATTERN`` whose config and data hashes are those of a row of
-    ``wanted`` (key -> row), by key; runs of other configurations are skipped."""
+def runs_of(table: Path, pattern: str, wanted: dict) -> Iterator[tuple[tuple, object]]:
+    """(key, run) for the runs ``TABLE/runs/PATTERN`` whose config and data hashes are those
+    of a row of ``wanted`` (key -> row), one at a time; runs of other configurations are
+    skipped."""
     by_hash = {(row["config_hash"], row["data_hash"]): key for key, row in wanted.items()}
-    found = {}
     for path in sorted((table / "runs").glob(pattern)):
         idata = posterior.load(path)
         attrs = posterior.run_attrs(idata)
         key = by_hash.get((attrs.get("config_hash"), attrs.get("data_hash")))
         if key is not None:
-            found[key] = idata
-    return found
+            yield key, idata
 
 
 def collect(table: Path) -> list[dict]:
     """One record per image of Table 1 whose ensemble run is in ``TABLE/runs``; with its TV
     run there, each member's misfit over the TV image's too."""
     ensembles, tv_rows = table_rows(table)
-    tv = runs_of(table, "tv_*.nc", tv_rows)
+    tv = dict(runs_of(table, "tv_*.nc", tv_rows))  # one image each: small
     records = []
-    for key, idata in sorted(runs_of(table, "de[0-9]*_*.nc", ensembles).items()):
+    for key, idata in runs_of(table, "de[0-9]*_*.nc", ensembles):  # ten members each: one by one
         seeds, psnrs = member_psnrs(idata)
         operator = misfit.run_operator(idata)
         misfits = misfit.member_misfits(idata, operator)
