@@ -92,9 +92,9 @@ API_GROUPS = {
     "Model": ["model", "model.inr", "model.gop", "model.priors", "model.ctmodel",
               "model.catalog"],
     "Posterior (InferenceData)": ["posterior", "posterior.schema", "posterior.read",
-                                  "posterior.store"],
+                                  "posterior.store", "posterior.mixture"],
     "Evaluation": ["evaluation", "evaluation.metrics", "evaluation.convergence",
-                   "evaluation.recalibration"],
+                   "evaluation.recalibration", "evaluation.stacking"],
     "Inference": ["inference", "inference.method", "inference.methods", "inference.config",
                   "inference.svi", "inference.guides",
                   "inference.mcmc", "inference.mcmc.potential", "inference.mcmc.settings",
@@ -110,7 +110,8 @@ API_GROUPS = {
                             "reports.report", "reports.diagnostics", "reports.page"],
     "Experiments": ["experiments", "experiments.grid", "experiments.sweep",
                     "experiments.results", "experiments.ranking"],
-    "Command lines": ["fit", "sweep", "report", "baselines", "recalibration", "configs",
+    "Command lines": ["fit", "sweep", "report", "baselines", "recalibration", "stack",
+                      "configs",
                       "demo"],
 }
 

@@ -323,7 +323,7 @@ def _truth(idata, name: str) -> np.ndarray:
     return np.asarray(constant["ground_truth"].values, dtype=np.float64)
 
 
-def _about(idata, name: str) -> dict:
+def run_about(idata, name: str) -> dict:
     """What a calibration must agree on, and the provenance of one run."""
     attrs = posterior.run_attrs(idata)
     return {"path": name, "method": attrs.get("method"),
@@ -355,7 +355,7 @@ def benchmark_index(dataset: xr.Dataset) -> dict[str, dict]:
     return index
 
 
-def _split(about: dict, index: dict | None, vouch: bool) -> dict:
+def validation_split(about: dict, index: dict | None, vouch: bool) -> dict:
     """The benchmark entry of a run; refuses test-split runs and, unless ``vouch``, runs
     whose split cannot be established."""
     entry = (index or {}).get(about["data_hash"])
@@ -407,7 +407,7 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
     if not runs or len(names) != len(runs):
         raise InputError("give at least one run (and one name per run)")
     index = None if benchmark is None else benchmark_index(benchmark)
-    abouts = [_about(idata, name) for idata, name in zip(runs, names, strict=True)]
+    abouts = [run_about(idata, name) for idata, name in zip(runs, names, strict=True)]
     for key in KEYS:
         values = {str(a[key]) for a in abouts}
         if len(values) > 1:
@@ -419,7 +419,7 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         raise InputError("two runs are of the same data (equal data_hash): each image once")
     records, z, zero = [], [], 0
     for idata, about in zip(runs, abouts, strict=True):
-        records.append(about | _split(about, index, vouch))
+        records.append(about | validation_split(about, index, vouch))
         draws, truth = posterior.image_draws(idata), _truth(idata, about["path"])
         z.append(residuals(draws, truth, posterior.draw_weights(idata)))
         zero += int(((draws == draws[:1]).all(axis=0) & (truth > 0)).sum())
@@ -466,7 +466,7 @@ def load_calibration(path) -> tuple[Calibration, str]:
 def check_applicable(calibration: Calibration, idata, name: str = "the run") -> None:
     """Refuse a run of another method, configuration, view count, image size or ensemble
     member count than the calibration's, or one of its calibration images."""
-    about = _about(idata, name)
+    about = run_about(idata, name)
     for key in KEYS:
         if key == "members" and calibration.members is None:
             continue

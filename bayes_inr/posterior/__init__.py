@@ -7,7 +7,8 @@ Schema (the documentation's "InferenceData schema" page, ``docs/schema.md``):
   chain dimension. Members may hold different numbers of draws (a deterministic
   member is one draw): the draw dimension is then padded with NaN to the longest
   member and ``posterior_predictive.n_draws`` (chain) says how many draws are real.
-  :func:`image_draws` drops the padding.
+  :func:`image_draws` drops the padding. A weighted mixture of runs also stores each
+  chain's weight as the ``member_weight`` coordinate (:func:`mix`).
 - ``posterior_predictive.sinogram`` (chain, draw, angle, detector), float32, when the
   likelihood is given (``forward`` and ``sigma`` of :func:`build`): a replicate of the
   measurement per draw, ``y_rep = A x + sigma eps`` with ``eps`` standard normal (seeded
@@ -49,11 +50,13 @@ Files are written with the h5netcdf engine, atomically (:func:`save`), and read
 fully into memory (:func:`load`).
 
 The modules: :mod:`.schema` (draws -> InferenceData in the schema above), :mod:`.read`
-(draws, weights, attributes of a run), :mod:`.store` (netCDF on disk). This package
+(draws, weights, attributes of a run), :mod:`.store` (netCDF on disk), :mod:`.mixture`
+(weighted mixtures of runs of one image). This package
 imports nothing from inference; it re-exports their public names, the API used as
 ``posterior.NAME``.
 """
 
+from .mixture import mix
 from .read import chain_means, config, draw_weights, image_draws, run_attrs, trim_partial
 from .schema import build, from_reconstruction, representative_pixels
 from .store import load, save
@@ -66,6 +69,7 @@ __all__ = [
     "from_reconstruction",
     "image_draws",
     "load",
+    "mix",
     "representative_pixels",
     "run_attrs",
     "save",

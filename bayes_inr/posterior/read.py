@@ -45,9 +45,14 @@ def draw_weights(idata: az.InferenceData) -> np.ndarray:
     mixture of its members: member k weighs 1/K whatever its draw count, split evenly
     over its draws, so a one-draw MAP member beside a 100-draw MCD member weighs 1/2.
     Chains of one sampler (no ``member`` coordinate) pool their draws with equal weights.
+    A weighted mixture (:mod:`bayes_inr.posterior.mixture`) states each chain's weight in
+    the ``member_weight`` coordinate, spread evenly over that chain's draws.
     """
     pp = idata.posterior_predictive
     counts = _draw_counts(idata)
+    if "member_weight" in pp.coords:
+        chain = np.asarray(pp["member_weight"].values, dtype=np.float64)
+        return np.concatenate([np.full(n, w / n) for w, n in zip(chain, counts, strict=True)])
     if "member" in pp.coords:
         return np.concatenate([np.full(n, 1.0 / (counts.size * n)) for n in counts])
     return np.full(int(counts.sum()), 1.0 / counts.sum())

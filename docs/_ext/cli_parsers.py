@@ -82,8 +82,14 @@ def recalibration() -> argparse.ArgumentParser:
     return parser()
 
 
+def stack() -> argparse.ArgumentParser:
+    from bayes_inr.stack import parser
+
+    return parser()
+
+
 PARSERS = {"fit": fit, "sweep": sweep, "report": report, "baselines": baselines, "data": data,
-           "demo": demo, "configs": configs, "recalibration": recalibration}
+           "demo": demo, "configs": configs, "recalibration": recalibration, "stack": stack}
 """Module name (``python -m bayes_inr.NAME``) -> function returning its parser: the command
 lines of the CLI reference."""
 
