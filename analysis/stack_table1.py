@@ -4,8 +4,8 @@
 
 For two (or more) fitted rows of ``analysis/table1.py`` (profile ``cpu``; ``--methods`` names
 them as ``analysis/recalibrate_table1.py --method`` does: ``de10`` the deep ensemble of ten
-seeds, ``btv`` Bayesian TV, ...), reads or fits their runs of every validation image exactly
-as Table 1 does, chooses the mixture weights on those runs
+seeds, ``btv`` Bayesian TV, ...; and ``tv``, TV's point estimate), reads or fits their runs
+of every validation image exactly as Table 1 does, chooses the mixture weights on those runs
 (:func:`bayes_inr.evaluation.stacking.fit_stack`: object CRPS first, PSNR second, on a grid
 of step 0.1), applies them to each test run of Table 1 (which must be there: run
 ``analysis/table1.py`` first), calibrates the stacked mixture on the validation images
@@ -42,6 +42,10 @@ from bayes_inr.evaluation.recalibration import apply, calibrate, save_calibratio
 from bayes_inr.evaluation.stacking import apply_stack, fit_stack, save_stack  # noqa: E402
 
 OUT = Path("analysis/results/stacking")
+METHODS = recal.METHODS | {"tv": "TV"}
+"""``--methods`` -> its Table-1 row: the probabilistic rows of the recalibration script, and
+TV's point estimate (a one-draw component: mixing it tests whether a gain comes from the
+images or from the draws)."""
 COLUMNS = (*recal.COLUMNS[:1], ("ssim", "SSIM", ".3f"), *recal.COLUMNS[1:])
 """The recalibration tables' columns, with SSIM after PSNR."""
 
@@ -49,9 +53,9 @@ COLUMNS = (*recal.COLUMNS[:1], ("ssim", "SSIM", ".3f"), *recal.COLUMNS[1:])
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=["de10", "btv"],
-                        choices=sorted(recal.METHODS), metavar="METHOD",
+                        choices=sorted(METHODS), metavar="METHOD",
                         help="Table 1's jobs to stack (at least two): " + ", ".join(
-                            f"{stem} ({label})" for stem, label in recal.METHODS.items()))
+                            f"{stem} ({label})" for stem, label in METHODS.items()))
     parser.add_argument("--dataset", default="phantoms", choices=("phantoms", "real CT"))
     parser.add_argument("--views", type=int, default=20)
     args = parser.parse_args()
@@ -73,7 +77,7 @@ def main() -> int:
     data = load_benchmark(dataset.path)
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    labels = [recal.METHODS[m] for m in args.methods]
+    labels = [METHODS[m] for m in args.methods]
     runs = {split: [recal.job_runs(data, dataset, args.views, split, label, ranked)
                     for label in labels] for split in ("val", "test")}
 
