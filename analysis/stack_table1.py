@@ -125,7 +125,9 @@ def main() -> int:
         bold = "**" if tuple(row["weights"]) == stack.weights else ""
         lines.append("| " + " | ".join(f"{bold}{w:.1f}{bold}" for w in row["weights"])
                      + f" | {row['crps_object']:.5f} | {row['psnr']:.2f} |")
-    lines += ["", "Test images " + ", ".join(n[0].rpartition("_")[2].removesuffix(".nc")
+    alone = "; ".join(", ".join(f"{w:g}" for w in choice) for choice in stack.image_choices())
+    lines += ["", f"Weights each validation image alone would choose: {alone}.", "",
+              "Test images " + ", ".join(n[0].rpartition("_")[2].removesuffix(".nc")
                                              for n in test_names)
               + " (means); each component as in Table 1, the stacked mixture raw and "
               "recalibrated on the validation images (docs/guide/stacking.md):", "",

@@ -81,6 +81,8 @@ def _fit_command(args) -> None:
         mark = " <- chosen" if tuple(row["weights"]) == stack.weights else ""
         print(f"  {' '.join(f'{w:.2f}' for w in row['weights'])}  CRPS obj "
               f"{row['crps_object']:.5f}  PSNR {row['psnr']:.2f}{mark}")
+    alone = ", ".join(" ".join(f"{w:g}" for w in choice) for choice in stack.image_choices())
+    print(f"weights each validation image alone would choose: {alone}")
     if not stack.split_verified:
         print("warning: the split of some runs is vouched for, not verified", file=sys.stderr)
 

@@ -147,6 +147,11 @@ def test_stack_picks_the_weights_the_closed_form_says():
     biased = fit_stack(val, ["A", "B"], vouch=True)
     assert biased.weights[0] == pytest.approx(closed_form_choice(val)) and \
         0.5 < biased.weights[0] < 1
+    # each image alone: the choices disagree when the images do
+    mixed = [images(rng, 1, False)[0], val[0]]
+    choices = fit_stack(mixed, ["A", "B"], vouch=True).image_choices()
+    assert choices[0] == (0.5, 0.5)
+    assert choices[1][0] == pytest.approx(closed_form_choice(val[:1])) != 0.5
 
 
 def test_stack_refusals():

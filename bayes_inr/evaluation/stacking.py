@@ -14,12 +14,14 @@ rewards a sharp *and* calibrated mixture, not a wide one. The weights at the cor
 method alone) are on the grid, so a stack never loses to its components on validation.
 
 **What it promises.** Nothing beyond what validation shows: the weights are one choice
-made on a few images (the grid's validation scores are kept in the file, so a flat
-optimum is visible). Test images are scored once, with the chosen weights. Runs of the
-test split are refused (their split is matched against the benchmark as for
-recalibration, :func:`bayes_inr.evaluation.recalibration.benchmark_index`), and a stack
-applies only to runs of its components' methods, configurations, view count, image size
-and member counts. Its mixture can be recalibrated like any run
+made on a few images. The file keeps the grid's validation scores, mean and per image, so
+a flat optimum is visible, and :meth:`Stack.image_choices` gives the weights each image
+alone would choose: when they disagree, the choice rests on few images. Test images are
+scored once, with the chosen weights. Runs of the test split are refused (their split is
+matched against the benchmark as for recalibration,
+:func:`bayes_inr.evaluation.recalibration.benchmark_index`), and a stack applies only to
+runs of its components' methods, configurations, view count, image size and member
+counts. Its mixture can be recalibrated like any run
 (:mod:`bayes_inr.evaluation.recalibration`).
 """
 
@@ -68,7 +70,8 @@ class Stack:
     ``components`` holds, per component, its label and what a run must agree on to be
     mixed with the stack (method, views, shape, config hash, member count: the keys of
     :data:`bayes_inr.evaluation.recalibration.KEYS`). ``grid`` holds one row per weight
-    vector: ``weights`` and the validation means of ``crps_object`` and ``psnr``.
+    vector: ``weights``, the validation means of ``crps_object`` and ``psnr``, and their
+    values on each image (``crps_object_images``, ``psnr_images``).
     """
 
     labels: tuple[str, ...]
@@ -89,6 +92,13 @@ class Stack:
         out["runs"] = [[{k: v for k, v in r.items() if k != "shape"} for r in image]
                        for image in self.runs]
         return out
+
+    def image_choices(self) -> list[tuple[float, ...]]:
+        """The weights each validation image alone would choose (same rule as the stack's):
+        when they disagree, the choice rests on few images."""
+        return [tuple(min(self.grid, key=lambda row: metrics.rank_key(
+            {"crps_object": row["crps_object_images"][i], "psnr": row["psnr_images"][i]}))
+            ["weights"]) for i in range(self.n_images)]
 
     @classmethod
     def from_json(cls, data: dict) -> Stack:
@@ -196,8 +206,10 @@ def fit_stack(runs: Sequence[Sequence], labels: Sequence[str],
     per_image = np.array([[(row["crps_object"], row["psnr"]) for row in
                            grid_scores(*_image_parts(image), grid)] for image in runs])
     means = per_image.mean(axis=0)  # (grid, 2)
-    rows = tuple({"weights": [float(v) for v in w], "crps_object": float(c), "psnr": float(p)}
-                 for w, (c, p) in zip(grid, means, strict=True))
+    rows = tuple({"weights": [float(v) for v in w], "crps_object": float(c), "psnr": float(p),
+                  "crps_object_images": [float(v) for v in per_image[:, i, 0]],
+                  "psnr_images": [float(v) for v in per_image[:, i, 1]]}
+                 for i, (w, (c, p)) in enumerate(zip(grid, means, strict=True)))
     best = min(range(len(rows)), key=lambda i: metrics.rank_key(rows[i]))
     return Stack(labels=labels, weights=tuple(rows[best]["weights"]),
                  components=tuple(components), grid=rows, step=step, n_images=len(runs),
