@@ -134,10 +134,11 @@ def main() -> int:
               "| predictive | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
               "|---|" + "---|" * len(COLUMNS)]
     for name, scores in rows.items():
-        means = [float(np.mean([s[key] for s in scores])) for key, _, _ in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(format(m, form) for m, (_, _, form)
-                                                 in zip(means, COLUMNS, strict=True))
-                     + " |")
+        # a one-draw component (TV) has no NLL, ECE or coverage: its cells stay empty
+        means = [float(np.mean([s.get(key, np.nan) for s in scores])) for key, _, _ in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(
+            "" if np.isnan(m) else format(m, form)
+            for m, (_, _, form) in zip(means, COLUMNS, strict=True)) + " |")
     psnrs = ", ".join(f"{s['psnr']:.2f}" for s in rows["stacked"])
     lines += ["", f"Stacked PSNR per test image: {psnrs}."]
     with atomic_path(stem.with_suffix(".md")) as tmp:
