@@ -57,6 +57,24 @@ def test_mixture_weights_follow_the_components_and_their_chains(tmp_path):
     np.testing.assert_array_equal(posterior.image_draws(alone), posterior.image_draws(sampler))
 
 
+def test_a_mixture_is_recalibrated_with_its_weights():
+    """The calibration of a mixture pools residuals under the mixture's weights, not equal
+    weights per draw."""
+    from bayes_inr.evaluation.recalibration import calibrate, residuals
+
+    rng = np.random.default_rng(6)
+    truth = rng.uniform(0.2, 0.8, (N, N))
+    a = run(truth + 0.02 * rng.standard_normal((1, 40, N, N)), truth)
+    b = run(truth + 0.1 + 0.02 * rng.standard_normal((1, 10, N, N)), truth, "tv")
+    mixed = posterior.mix([a, b], [0.8, 0.2], ["A", "B"])
+    draws = posterior.image_draws(mixed)
+    weights = np.r_[np.full(40, 0.8 / 40), np.full(10, 0.2 / 10)]
+    z = residuals(draws, truth, weights)
+    assert not np.allclose(z, residuals(draws, truth))
+    cal = calibrate([mixed], vouch=True)
+    np.testing.assert_allclose(cal.z_quantiles, np.quantile(z, cal.levels, method="weibull"))
+
+
 def test_mixture_crps_of_two_point_estimates_is_the_closed_form():
     """CRPS of w delta_a + (1 - w) delta_b at y: w|a - y| + (1 - w)|b - y| - w(1 - w)|a - b|;
     with a = y + d and b = y - d the mixture's mean is y and its CRPS |d|(1 - 2w(1 - w))."""
