@@ -66,9 +66,9 @@ def test_a_mixture_is_recalibrated_with_its_weights():
     truth = rng.uniform(0.2, 0.8, (N, N))
     a = run(truth + 0.02 * rng.standard_normal((1, 40, N, N)), truth)
     b = run(truth + 0.1 + 0.02 * rng.standard_normal((1, 10, N, N)), truth, "tv")
-    mixed = posterior.mix([a, b], [0.8, 0.2], ["A", "B"])
+    mixed = posterior.mix([a, b], [0.5, 0.5], ["A", "B"])
     draws = posterior.image_draws(mixed)
-    weights = np.r_[np.full(40, 0.8 / 40), np.full(10, 0.2 / 10)]
+    weights = np.r_[np.full(40, 0.5 / 40), np.full(10, 0.5 / 10)]  # not 1/50 each
     z = residuals(draws, truth, weights)
     assert not np.allclose(z, residuals(draws, truth))
     cal = calibrate([mixed], vouch=True)
