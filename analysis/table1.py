@@ -7,6 +7,7 @@ and a real-CT table beside it.
     python analysis/table1.py --profile paper --out results/table1_paper   # GPU / cluster
     python analysis/table1.py --profile reference --out analysis/results/table1_reference
     python analysis/table1.py --profile paper5 --out analysis/results/table1_paper5
+    python analysis/table1.py --datasets phantoms --views 20 --calibration CAL.json
 
 For each dataset of the profile (the phantoms, and for ``cpu`` the real CT slices of
 ``data/real_128.nc``), its view counts, the chosen splits and every image, the script
@@ -38,6 +39,11 @@ the run would have now; otherwise the run is made again. An interrupted table re
 from the committed CSV alone (the run files are not committed); an interrupted HMC run
 resumes from the draws it had saved (its run file is its checkpoint).
 
+With ``--calibration FILE`` (repeatable; a file of :mod:`bayes_inr.evaluation.recalibration`,
+fitted on validation runs) every row the file applies to (the same configuration, view count
+and ensemble member count; not one of its calibration images) is followed by the row of its
+recalibrated predictive, ``LABEL, recalibrated (FORM)``, scored once like the raw one.
+
 Writes, after every image, ``OUT/table1.csv`` (one row per dataset, split, views,
 method and image, every score and the run's commit) and ``OUT/table1.md`` (means over
 the images done, the paper's numbers beside ours, footnotes).
@@ -49,6 +55,7 @@ import argparse
 import csv
 import dataclasses
 import os
+import re
 import signal
 import sys
 import time
@@ -68,6 +75,7 @@ from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_bench
 from bayes_inr.data.sample import Sample
 from bayes_inr.evaluation.convergence import pixel_convergence
 from bayes_inr.evaluation.metrics import paper_delta_ece, score
+from bayes_inr.evaluation.recalibration import Calibration, apply, load_calibration
 from bayes_inr.inference.baselines.classical import reconstruct
 from bayes_inr.inference.baselines.methods import ITERATIVE, check_iterations
 from bayes_inr.inference.baselines.methods import METHODS as BASELINES
@@ -373,6 +381,41 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     return out
 
 
+@dataclass(frozen=True)
+class Recalibration:
+    """A calibration file given to ``--calibration``: every row it applies to is followed
+    by a row of its recalibrated predictive, ``LABEL, recalibrated (FORM)``."""
+
+    path: Path
+    calibration: Calibration
+    sha256: str
+
+    @classmethod
+    def load(cls, path: Path) -> Recalibration:
+        calibration, sha = load_calibration(path)
+        return cls(Path(path), calibration, sha)
+
+    def label(self, row: str) -> str:
+        return f"{row}, recalibrated ({self.calibration.predictive})"
+
+    def applies(self, job_hash: str, views: int, label: str, data: str) -> bool:
+        """Whether it calibrates row ``label`` of a job of config hash ``job_hash`` on an
+        image of ``views`` views and data hash ``data``: same configuration, view count and
+        member count, and not one of its own calibration images (decided without the run,
+        so that rows kept from the CSV need no run file)."""
+        cal = self.calibration
+        return (cal.config_hash == job_hash and cal.views == views
+                and cal.members in (None, row_members(label))
+                and data not in {r.get("data_hash") for r in cal.runs})
+
+
+def row_members(label: str) -> int:
+    """The ensemble members behind a Table-1 row: N for ``DE-N`` and ``DE-N, top N``, else 1
+    (a single run, or one member of an ensemble)."""
+    match = re.fullmatch(r"DE-(\d+)(, top \d+)?", label)
+    return int(match.group(1)) if match else 1
+
+
 def run_path(runs: Path, stem: str, dataset: DataSet, views: int, image_id: int) -> Path:
     """Where the run of job ``stem`` on one image lives: ``RUNS/STEM_DATA_Vv_ID.nc``; the
     stem ``members`` without the suffix is the directory of its ensemble members."""
@@ -381,13 +424,16 @@ def run_path(runs: Path, stem: str, dataset: DataSet, views: int, image_id: int)
 
 def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profile: Profile,
               runs: Path, members: list[FitConfig], split: str = "test",
-              done: dict | None = None, ranked: list[FitConfig] | None = None) -> list[dict]:
+              done: dict | None = None, ranked: list[FitConfig] | None = None,
+              recalibrations: tuple[Recalibration, ...] = ()) -> list[dict]:
     """Score rows of every method on one image (``members`` and ``ranked``: see
-    :func:`jobs`).
+    :func:`jobs`), each followed by a row per calibration of ``recalibrations`` that
+    applies to it (:meth:`Recalibration.applies`).
 
     A row of ``done`` (rows of an earlier table, keyed by dataset, split, views, image id
-    and method) is kept when its hashes are the ones the run would have now; otherwise
-    the run is read from ``runs`` (when its hashes match there) or made.
+    and method) is kept when its hashes are the ones the run would have now (and, for a
+    recalibrated row, its calibration file's SHA-256); otherwise the run is read from
+    ``runs`` (when its hashes match there) or made.
     """
     done = done or {}
     key = (dataset.name, split, views, image_id)
@@ -396,14 +442,25 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
     store = run_path(runs, "members", dataset, views, image_id).with_suffix("")
     for job in jobs(sample, dataset, views, profile, members, split, store, ranked):
         want["config_hash"] = config_hash(job.settings)
-        earlier = [done.get((*key, label)) for label, _ in job.rows]
+        wanted = [(label, select, None) for label, select in job.rows] + [
+            (recal.label(label), select, recal) for label, select in job.rows
+            for recal in recalibrations
+            if recal.applies(want["config_hash"], views, label, want["data_hash"])]
+        earlier = [done.get((*key, label)) for label, _, _ in wanted]
         if all(row is not None and all(row.get(k) == v for k, v in want.items())
-               for row in earlier):
+               and (row.get("calibration_sha256") or None) == (recal and recal.sha256)
+               for row, (_, _, recal) in zip(earlier, wanted, strict=True)):
             rows += [dict(row) for row in earlier]
             continue
         idata, _ = cached(run_path(runs, job.stem, dataset, views, image_id), job.make,
                           job.settings, sample, job.resumable)
-        rows += [_row(select(idata), label) for label, select in job.rows]
+        for label, select, recal in wanted:
+            if recal is None:
+                rows.append(_row(select(idata), label))
+            else:  # the job's config hash, so that the row is kept like the raw ones
+                rows.append(_row(apply(select(idata), recal.path), label)
+                            | {"config_hash": want["config_hash"],
+                               "calibration_sha256": recal.sha256})
     for row in rows:
         row |= {"dataset": dataset.name, "split": split, "views": views, "image_id": image_id}
     return rows
@@ -415,7 +472,8 @@ def read_rows(out: Path) -> dict:
     path = out / "table1.csv"
     if not path.is_file():
         return {}
-    text = {"dataset", "split", "method", "git_commit", "config_hash", "data_hash"}
+    text = {"dataset", "split", "method", "git_commit", "config_hash", "data_hash",
+            "calibration_sha256"}
     rows = {}
     with path.open(newline="") as handle:
         for raw in csv.DictReader(handle):
@@ -577,7 +635,7 @@ def run_seconds(rows: list[dict]) -> dict[tuple[str, str], float]:
 CSV_KEYS = ["dataset", "split", "views", "image_id", "method", *(k for k, _, _ in COLUMNS),
             "below_90_object", "above_90_object", "coverage_50_object", "tied_all",
             "object_share", "n_draws", "seconds", "git_commit", "git_dirty", "config_hash",
-            "data_hash"]
+            "data_hash", "calibration_sha256"]
 
 
 def write_tables(rows: list[dict], out: Path, title: str, wall: float | None = None) -> None:
@@ -605,9 +663,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads per fit (ensemble members: "
                         "per worker); default torch's. Not part of the runs' config hashes")
     parser.add_argument("--out", type=Path, default=Path("analysis/results/table1_cpu"))
+    parser.add_argument("--calibration", type=Path, action="append", default=[],
+                        metavar="FILE", help="a calibration file (python -m "
+                        "bayes_inr.recalibration fit, or analysis/recalibrate_table1.py): "
+                        "every row it applies to (same configuration, view count and "
+                        "member count; not its own calibration images) is followed by its "
+                        "recalibrated predictive's row (repeatable)")
     args = parser.parse_args()
     try:
         check_output_dir(args.out)
+        recalibrations = tuple(Recalibration.load(path) for path in args.calibration)
     except InputError as err:
         parser.exit(2, f"error: {err}\n")
     if args.members is not None and args.members < 1:
@@ -664,7 +729,7 @@ def main() -> None:
                 for image_id in benchmark_ids(data, split):
                     sample = benchmark_sample(data, image_id, views)
                     rows += run_image(sample, dataset, views, image_id, profile, runs, members,
-                                      split, done, ranked)
+                                      split, done, ranked, recalibrations)
                     seconds = time.perf_counter() - start
                     print(f"{dataset.name} {split} {views} views image {image_id} done "
                           f"({seconds:.0f} s)", flush=True)
@@ -677,6 +742,11 @@ def main() -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print((args.out / "table1.md").read_text())
+    for recal in recalibrations:
+        if not any(row.get("calibration_sha256") == recal.sha256 for row in rows):
+            print(f"warning: {recal.path} applied to no row of this run (another "
+                  "configuration, view count or member count, or only its own calibration "
+                  "images)", file=sys.stderr)
 
 
 if __name__ == "__main__":

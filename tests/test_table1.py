@@ -348,3 +348,63 @@ def test_an_interrupted_hmc_run_resumes_from_its_run_file(tmp_path, monkeypatch)
     posterior.save(partial, path)
     table1.cached(path, job.make, job.settings, sample)
     assert len(seen) == 2 and seen[-1] == {"out": None, "resume": None}
+
+
+def test_calibration_files_add_recalibrated_rows_kept_like_the_raw_ones(
+        tmp_path, monkeypatch, capsys):
+    """``--calibration``: a row the file applies to (same configuration, view count and
+    member count) is followed by its recalibrated row, on new images only; rows are kept
+    from the CSV when hashes and the file's SHA-256 match; a bad file is one line, exit 2."""
+    from bayes_inr.data.benchmark import build_benchmark, write_dataset
+    from bayes_inr.evaluation.recalibration import calibrate, save_calibration
+
+    data = build_benchmark(size=16, views=(4,), n_phantoms=6)  # ids 0-4 val, 5 test
+    path = write_dataset(data, tmp_path / "bench.nc")
+    dataset = table1.DataSet(str(path), "bench", "bench", (4,), data.attrs["protocol"])
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1)
+    members = table1.member_configs(4, 2, TINY)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    samples = {i: table1.benchmark_sample(data, i, 4) for i in (0, 1, 5)}
+    for i in (0, 1):
+        table1.run_image(samples[i], dataset, 4, i, profile, runs, members, "val")
+    files = {}
+    for stem, select in (("bbb", lambda d: d), ("de2", lambda d: d.isel(chain=slice(0, 2)))):
+        val = [select(posterior.load(runs / f"{stem}_bench_4v_{i}.nc")) for i in (0, 1)]
+        files[stem] = save_calibration(calibrate(val, benchmark=data), tmp_path / f"{stem}.json")
+    recals = tuple(table1.Recalibration.load(f) for f in files.values())
+    rows = table1.run_image(samples[5], dataset, 4, 5, profile, runs, members, "test",
+                            recalibrations=recals)
+    methods = [r["method"] for r in rows]
+    assert methods[methods.index("BBB") + 1] == "BBB, recalibrated (residuals)"
+    assert methods[-1] == "DE-2, recalibrated (residuals)"
+    assert "MCD, per-pixel masks, recalibrated (residuals)" not in methods  # one member
+    recal = next(r for r in rows if r["method"] == "BBB, recalibrated (residuals)")
+    raw = next(r for r in rows if r["method"] == "BBB")
+    assert recal["config_hash"] == raw["config_hash"] and recal["n_draws"] != raw["n_draws"]
+    val = table1.run_image(samples[0], dataset, 4, 0, profile, runs, members, "val",
+                           recalibrations=recals)
+    assert not any("recalibrated" in r["method"] for r in val)  # its calibration image
+    # kept from the CSV alone; a row of another calibration file is recomputed
+    table1.write_tables(rows, tmp_path, "tiny")
+    done = table1.read_rows(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    kept = table1.run_image(samples[5], dataset, 4, 5, profile, empty, members, "test",
+                            done=done, recalibrations=recals)
+    assert not list(empty.glob("*.nc"))
+    assert [r["psnr"] for r in kept] == pytest.approx([r["psnr"] for r in rows])
+    stale = next(k for k in done if k[-1] == "BBB, recalibrated (residuals)")
+    done[stale] = done[stale] | {"calibration_sha256": "another file"}
+    again = table1.run_image(samples[5], dataset, 4, 5, profile, runs, members, "test",
+                             done=done, recalibrations=recals)
+    assert next(r for r in again if r["method"] == stale[-1])["calibration_sha256"] == \
+        recals[0].sha256
+    # a bad file: one line, exit 2, before any work
+    (tmp_path / "bad.json").write_text("{}")
+    run = tiny_table(tmp_path, monkeypatch, (dataset,), members=2)
+    with pytest.raises(SystemExit) as exit_:
+        run("--calibration", str(tmp_path / "bad.json"))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "table").exists() or not list((tmp_path / "table").rglob("*.nc"))
