@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import posterior
-from .core.errors import InputError
+from .core.errors import exit_status
 from .core.outputs import check_output
 from .data.benchmark import load_benchmark
 from .evaluation import metrics
@@ -113,12 +113,7 @@ def _apply_command(args) -> None:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    try:
-        (_fit_command if args.command == "fit" else _apply_command)(args)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: (_fit_command if args.command == "fit" else _apply_command)(args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -21,6 +24,17 @@ class Interrupted(KeyboardInterrupt):
     ``PyRun_*``, even if the program then caught it: a handled SIGTERM in a fit's first step
     then exited with -2 instead of 130. A subclass is not marked.
     """
+
+
+def exit_status(command: Callable[[], object]) -> int:
+    """Run ``command``: 0 when it returns, 2 with its message as one line ``error: ...`` on
+    stderr when it raises :class:`InputError` (the command lines' contract)."""
+    try:
+        command()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def check_finite(name: str, array) -> None:
