@@ -185,8 +185,8 @@ def fit_stack(runs: Sequence[Sequence], labels: Sequence[str],
     index = None if benchmark is None else benchmark_index(benchmark)
     records = []
     for image, image_names in zip(runs, names, strict=True):
-        records.append(tuple(run_about(r, n) | validation_split(run_about(r, n), index, vouch)
-                             for r, n in zip(image, image_names, strict=True)))
+        abouts = [run_about(r, n) for r, n in zip(image, image_names, strict=True)]
+        records.append(tuple(a | validation_split(a, index, vouch) for a in abouts))
         check_same_data(image, image_names)
     hashes = [image[0]["data_hash"] for image in records]
     if len(set(hashes)) < len(hashes):
