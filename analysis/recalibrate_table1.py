@@ -63,6 +63,13 @@ PREDICTIVE_FILES = {"residuals": "", "symmetric": "_symmetric"}
 """Form of the recalibrated predictive -> suffix of its calibration file's name."""
 
 
+def write_markdown(path: Path, lines: list[str]) -> None:
+    """Write a results table atomically and print it."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str,
              ranked: list | None) -> list[tuple[Path, Callable]]:
     """The run files of the Table-1 job that scores row ``label`` (:func:`table1.jobs`, with
@@ -149,9 +156,7 @@ def main() -> int:
         means = [float(np.mean([s[key] for s in scores])) for key, _, _ in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(format(m, form) for m, (_, _, form)
                                                  in zip(means, COLUMNS, strict=True)) + " |")
-    with atomic_path(stem.with_suffix(".md")) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(stem.with_suffix(".md"), lines)
     return 0
 
 

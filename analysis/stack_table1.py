@@ -34,7 +34,6 @@ import recalibrate_table1 as recal  # noqa: E402  (Table 1's jobs, runs and colu
 import table1  # noqa: E402
 
 from bayes_inr import posterior  # noqa: E402
-from bayes_inr.core.atomic import atomic_path  # noqa: E402
 from bayes_inr.core.provenance import git_state  # noqa: E402
 from bayes_inr.data.benchmark import load_benchmark  # noqa: E402
 from bayes_inr.evaluation.metrics import score  # noqa: E402
@@ -141,9 +140,7 @@ def main() -> int:
             for m, (_, _, form) in zip(means, COLUMNS, strict=True)) + " |")
     psnrs = ", ".join(f"{s['psnr']:.2f}" for s in rows["stacked"])
     lines += ["", f"Stacked PSNR per test image: {psnrs}."]
-    with atomic_path(stem.with_suffix(".md")) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    recal.write_markdown(stem.with_suffix(".md"), lines)
     return 0
 
 
