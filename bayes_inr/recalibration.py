@@ -78,8 +78,19 @@ def _fit_command(args) -> None:
     print(f"wrote {args.out}: {cal.method}, {cal.views} views, {cal.predictive} predictive, "
           f"{cal.n_pixels} object pixels "
           f"of {cal.n_images} validation image(s) ({cal.n_zero_sd} with s_draws = 0); {ks}")
+    if cal.held_out:
+        print(held_out_line(cal))
     if not cal.split_verified:
         print("warning: the split of some runs is vouched for, not verified", file=sys.stderr)
+
+
+def held_out_line(cal: Calibration) -> str:
+    """One line: each calibration image scored under the calibration of the others."""
+    mean = cal.held_out_mean()
+    per = ", ".join(f"{h['ece']:.3f}/{h['coverage_90']:.2f}" for h in cal.held_out)
+    return (f"each validation image held out (calibrated on the others): object ECE "
+            f"{mean['ece']:.3f}, 90 % coverage {mean['coverage_90']:.2f} (per image: {per}); "
+            "expect this on new images only if they are like the validation images")
 
 
 def _coverage_line(idata, calibration: Calibration) -> str:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from bayes_inr import posterior
 from bayes_inr.core.errors import InputError
@@ -22,6 +22,7 @@ from bayes_inr.evaluation.recalibration import (
     calibrate,
     check_applicable,
     conformal_quantile,
+    held_out_scores,
     image_weights,
     interval,
     load_calibration,
@@ -155,9 +156,11 @@ def test_calibration_files_keep_their_predictive_and_old_files_read_as_residuals
     path = save_calibration(cal, tmp_path / "cal.json")
     assert load_calibration(path)[0].predictive == "symmetric"
     content = json.loads(path.read_text())
-    content.pop("predictive")  # a file written before the field existed
+    content.pop("predictive")  # a file written before the fields existed
+    content.pop("held_out")
     path.write_text(json.dumps(content))
-    assert load_calibration(path)[0].predictive == "residuals"
+    old = load_calibration(path)[0]
+    assert old.predictive == "residuals" and old.held_out == () and old.held_out_mean() == {}
     with pytest.raises(InputError, match="unknown recalibrated predictive 'mean'"):
         Calibration.from_residuals([z], predictive="mean")
     with pytest.raises(InputError, match="bound no interval"):  # 500 pixels: k_0.999 = inf
@@ -192,6 +195,32 @@ def test_pixel_units_fail_when_pixels_of_an_image_move_together():
     assert np.mean(new <= conformal_quantile(calib, 0.9)) == pytest.approx(5 / 6, abs=0.02)
     cal = Calibration.from_residuals(list(z[0, :images]))
     assert cal.multiplier(0.9, "image") == math.inf and math.isfinite(cal.multiplier(0.9))
+
+
+@pytest.mark.parametrize("predictive", ["residuals", "symmetric"])
+def test_held_out_images_estimate_the_calibration_on_a_new_image(predictive):
+    """Exchangeable images: each held-out image is calibrated (ECE near the 100-draw floor,
+    coverage 0.9). Images whose z differ in scale (sd 0.5, 1, 2): the held-out coverage of
+    each is the closed form 2 Phi(k / sd_j) - 1, k solving the others' pooled coverage
+    mean_i (2 Phi(k / sd_i) - 1) = 0.9, so the widest image is under-covered and the
+    narrowest over-covered (the negative control)."""
+    rng = np.random.default_rng(11)
+    alike = held_out_scores([rng.standard_normal(20000) for _ in range(3)], predictive)
+    for image in alike:
+        assert image["coverage_90"] == pytest.approx(0.9, abs=0.01)
+        assert image["ece"] < 0.02
+    scales = (0.5, 1.0, 2.0)
+    unlike = held_out_scores([sd * rng.standard_normal(20000) for sd in scales], predictive)
+    for j, sd in enumerate(scales):
+        others = [v for i, v in enumerate(scales) if i != j]
+        k = optimize.brentq(lambda t, o=others: np.mean([2 * stats.norm.cdf(t / v) - 1
+                                                         for v in o]) - 0.9, 1e-3, 50)
+        expected = 2 * stats.norm.cdf(k / sd) - 1
+        assert unlike[j]["coverage_90"] == pytest.approx(expected, abs=0.015)
+    assert unlike[0]["coverage_90"] > 0.97 and unlike[2]["coverage_90"] < 0.75
+    assert unlike[0]["ece"] > 0.2 and unlike[2]["ece"] > 0.2  # against < 0.02 above
+    with pytest.raises(InputError, match="at least 2"):
+        held_out_scores([rng.standard_normal(10)])
 
 
 # ----------------------------------------------------------------------------- runs
@@ -325,7 +354,10 @@ def test_cli_round_trip(bench, capsys):
     assert {r["data_hash"] for r in content["runs"]} == {
         posterior.run_attrs(r)["data_hash"] for r in loaded}
     assert content["config_hash"] == posterior.run_attrs(loaded[0])["config_hash"]
-    capsys.readouterr()
+    assert len(content["held_out"]) == 5 and "each validation image held out" in (
+        capsys.readouterr().out)
+    assert load_calibration(cal_path)[0].held_out_mean()["coverage_90"] == pytest.approx(
+        np.mean([h["coverage_90"] for h in content["held_out"]]))
 
     code = main(["apply", str(runs[5]), "--calibration", str(cal_path),
                                "--out", str(out), "--draws", "40"])

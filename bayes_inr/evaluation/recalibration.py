@@ -69,6 +69,13 @@ calibration pixels and the new pixel. What it is and is not:
 The recalibrated predictive's equal-tailed intervals share the same assumptions, up to the
 interpolation of the stored quantiles (O(1 / n) and the grid step).
 
+**Held out on validation.** Whether the images are exchangeable enough can be checked before
+any test image is seen: with K >= 2 calibration images, each image j is scored (object ECE,
+50 % and 90 % coverage, PIT error, exactly as the metrics score a recalibrated run) under the
+calibration fitted on the other K - 1 (:func:`held_out_scores`; the file's ``held_out``). Their
+mean estimates the recalibrated predictive's calibration on a new image *like the validation
+images*; a test score much worse than it says the test images are not like them.
+
 One module although it is long: it is one method, whose fit, application and calibration
 file share the level grid and the residual definitions above. The command line is
 :mod:`bayes_inr.recalibration`.
@@ -112,6 +119,9 @@ PREDICTIVES = ("residuals", "symmetric")
 
 UNITS = ("pixel", "image")
 """What the conformal guarantee takes as exchangeable (see the module notes)."""
+
+HELD_OUT = ("ece", "coverage_50", "coverage_90", "pit_error")
+"""The object calibration figures of each image held out (:func:`held_out_scores`)."""
 
 KEYS = ("method", "views", "shape", "config_hash", "members")
 """What a calibration's runs share and a run it is applied to must match: the predictive."""
@@ -214,6 +224,10 @@ class Calibration:
     """Ensemble members of the calibrated runs (1: not an ensemble); None in files written
     before it was recorded, which then fit runs of any member count."""
     runs: tuple[dict, ...] = field(default=())
+    held_out: tuple[dict, ...] = field(default=())
+    """Per calibration image (in ``runs`` order), its object calibration figures under the
+    calibration of the other images (:func:`held_out_scores`); empty with one image and in
+    files written before it was recorded."""
 
     def __post_init__(self):
         if self.predictive not in PREDICTIVES:
@@ -233,6 +247,13 @@ class Calibration:
                    abs_z=conformal_quantile(np.abs(z), LEVELS),
                    abs_z_image=conformal_quantile(np.abs(z), LEVELS, image_weights(counts)),
                    n_pixels=z.size, n_images=len(counts), **about)
+
+    def held_out_mean(self) -> dict[str, float]:
+        """The mean of :attr:`held_out` over the calibration images (empty if none)."""
+        if not self.held_out:
+            return {}
+        return {key: float(np.mean([image[key] for image in self.held_out]))
+                for key in HELD_OUT}
 
     def multiplier(self, q: float, unit: str = "pixel") -> float:
         """k_q: the conformal interval is m +/- k_q s; a level off the grid uses the next
@@ -263,6 +284,7 @@ class Calibration:
             out[key] = [None if math.isinf(v) else float(v) for v in out[key]]
         out["shape"] = None if self.shape is None else list(self.shape)
         out["runs"] = list(self.runs)
+        out["held_out"] = list(self.held_out)
         return out
 
     @classmethod
@@ -278,6 +300,7 @@ class Calibration:
             if data["shape"] is not None:
                 data["shape"] = tuple(data["shape"])
             data["runs"] = tuple(data["runs"])
+            data["held_out"] = tuple(data.get("held_out", ()))
             cal = cls(**data)
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f"malformed calibration file: {err}") from None
@@ -297,6 +320,29 @@ def recalibrated_draws(mean, sd, calibration: Calibration, n_draws: int = DRAWS
     z = calibration.z_at((np.arange(n_draws) + 1.0) / (n_draws + 1.0))
     mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
     return mean[None] + sd[None] * z.reshape(-1, *([1] * mean.ndim))
+
+
+def held_out_scores(z_per_image: Sequence[np.ndarray], predictive: str = "residuals",
+                    n_draws: int = DRAWS) -> list[dict[str, float]]:
+    """Leave one calibration image out: for each image j, the calibration figures
+    :data:`HELD_OUT` of its residuals ``z_per_image[j]`` under the recalibrated predictive
+    (form ``predictive``, ``n_draws`` draws) fitted on the other images.
+
+    The figures are those :func:`bayes_inr.evaluation.metrics.calibration` gives the
+    recalibrated run of image j on its object pixels: its draws m + s Z_i rank the truth x
+    as the Z_i rank z = (x - m) / s, so the residuals suffice. Needs at least 2 images.
+    """
+    if len(z_per_image) < 2:
+        raise InputError("leaving one image out needs at least 2 calibration images")
+    levels = (np.arange(n_draws) + 1.0) / (n_draws + 1.0)
+    out = []
+    for j, z in enumerate(z_per_image):
+        others = [v for i, v in enumerate(z_per_image) if i != j]
+        draws = Calibration.from_residuals(others, predictive=predictive).z_at(levels)
+        z = np.ravel(z).astype(np.float64)
+        figures = metrics.calibration(np.broadcast_to(draws[:, None], (n_draws, z.size)), z)
+        out.append({key: figures[key] for key in HELD_OUT})
+    return out
 
 
 def interval(mean, sd, calibration: Calibration, q: float, unit: str = "pixel"
@@ -424,12 +470,14 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         z.append(residuals(draws, truth, posterior.draw_weights(idata)))
         zero += int(((draws == draws[:1]).all(axis=0) & (truth > 0)).sum())
     first = abouts[0]
+    held_out = held_out_scores(z, predictive) if len(z) > 1 else []
     return Calibration.from_residuals(
         z, n_zero_sd=zero, predictive=predictive, method=first["method"],
         views=first["views"], shape=first["shape"], dataset=dataset, split="val",
         split_verified=all(r["split_verified"] for r in records),
         config_hash=first["config_hash"], members=first["members"],
-        runs=tuple({k: v for k, v in r.items() if k != "shape"} for r in records))
+        runs=tuple({k: v for k, v in r.items() if k != "shape"} for r in records),
+        held_out=tuple(held_out))
 
 
 # ----------------------------------------------------------------------------- files
