@@ -21,7 +21,8 @@ MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble o
 ``models/mcd_V.toml`` with seeds seed + k; where a dataset names ranked configurations for
 a view count, also the top N distinct configurations of a validation sweep, one seed each:
 ``models/de_phantoms_20/`` and ``models/de_real_20/`` at 20 views in profile ``cpu``,
-``models/de_reference/`` in profile ``reference``) and, where
+``models/de_reference/`` in profile ``reference``; on real CT at 20 views also DE-10 with
+its members' TV weights spread, ``DE-10, TV spread 3``) and, where
 the profile says so, HMC (test split; profile ``reference``: ``models/hmc_reference.toml`` on
 the 64 x 64, 40 dB phantoms of ``data/reference_64.nc``). Profile ``paper5`` answers the
 5-view question on the paper's protocol (256 x 256, ``data/benchmark_256.nc``).
@@ -113,6 +114,10 @@ class DataSet:
     for that view count (``python -m bayes_inr.sweep --rank DIR --write-configs``:
     ``NAME_top1.toml``, ...). Where set, the per-pixel MCD row and DE-N of seeds take the
     rank-1 configuration, and rows ``DE-N, top N`` ensemble ranks 1 to N, one member each."""
+    tv_spread: tuple[tuple[int, float], ...] = ()
+    """(views, spread) pairs: where set, a row ``DE-N, TV spread S`` for the largest N, the
+    ensemble of seeds with ``member_tv_spread`` S (member k's TV weight times S ** u_k,
+    :func:`bayes_inr.inference.ensemble.spread_exponents`), S chosen on validation."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,8 @@ PROFILES = {
     "cpu": Profile((DataSet("data/benchmark_128.nc", "phantoms", "phantom", (20, 5), "fine",
                             ranked=((20, "de_phantoms_20"),)),
                     DataSet("data/real_128.nc", "real CT", "real", (20, 60), "fine",
-                            data="real", ranked=((20, "de_real_20"),))),
+                            data="real", ranked=((20, "de_real_20"),),
+                            tv_spread=((20, 3.0),))),
                    splits=("test",), members=10),
     # the paper's protocol: 256 x 256, sinograms made with the reconstruction operator,
     # no noise (python -m bayes_inr.data --size 256 --protocol same); longer training
@@ -313,13 +319,15 @@ def _whole(idata):
 
 
 def ensemble_job(sample: Sample, stem: str, members: list[FitConfig], labels: Callable,
-                 workers: int, store: Path | None, first: Path | None = None) -> Job:
-    """The deep ensemble of ``members``, whose rows ``labels(n)`` are its first n members
-    for n in :data:`ENSEMBLES`; it keeps its members in ``store`` (a directory, see
+                 workers: int, store: Path | None, first: Path | None = None,
+                 sizes: tuple[int, ...] = ENSEMBLES, **ensemble) -> Job:
+    """The deep ensemble of ``members`` (``ensemble``: more settings of the ensemble's
+    config, such as ``member_tv_spread``), whose rows ``labels(n)`` are its first n members
+    for n in ``sizes``; it keeps its members in ``store`` (a directory, see
     :func:`bayes_inr.inference.ensemble.fit_ensemble`). ``first``, a member file of
     another ensemble that may be this one's member 0, is linked into ``store`` when that
     has none (the fit reuses it only if its hashes are member 0's)."""
-    base = members[0].replace(inference="ensemble", workers=workers)
+    base = members[0].replace(inference="ensemble", workers=workers, **ensemble)
 
     def make():
         if store is not None and first is not None and first.is_file():
@@ -330,7 +338,7 @@ def ensemble_job(sample: Sample, stem: str, members: list[FitConfig], labels: Ca
 
     return Job(f"{stem}{len(members)}", ensemble_settings(base, members), make,
                tuple((labels(n), lambda e, n=n: e.isel(chain=slice(0, n)))
-                     for n in ENSEMBLES if n <= len(members)))
+                     for n in sizes if n <= len(members)))
 
 
 def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
@@ -368,6 +376,12 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     seeds = ensemble_job(sample, "de", members, lambda n: f"DE-{n}", profile.workers, store)
     member = (MCD_LABELS[members[0].dropout_scope], lambda e: e.isel(chain=[0]))
     out.append(dataclasses.replace(seeds, rows=(member, *seeds.rows)))
+    spread = dict(dataset.tv_spread).get(views)
+    if spread:  # member 0 keeps the TV weight: the seeds' member 0
+        out.append(ensemble_job(
+            sample, "despread", members, lambda n: f"DE-{n}, TV spread {spread:g}",
+            profile.workers, store and store.with_name(f"{store.name}_spread"),
+            store and member_path(store, 0), (len(members),), member_tv_spread=spread))
     if ranked:  # rank 1 with the first seed is member 0 of the seeds' ensemble
         out.append(ensemble_job(sample, "detop", ranked, lambda n: f"DE-{n}, top {n}",
                                 profile.workers, store and store.with_name(f"{store.name}_top"),
@@ -412,7 +426,7 @@ class Recalibration:
 def row_members(label: str) -> int:
     """The ensemble members behind a Table-1 row: N for ``DE-N`` and ``DE-N, top N``, else 1
     (a single run, or one member of an ensemble)."""
-    match = re.fullmatch(r"DE-(\d+)(, top \d+)?", label)
+    match = re.fullmatch(r"DE-(\d+)(, top \d+|, TV spread [\d.]+)?", label)
     return int(match.group(1)) if match else 1
 
 
@@ -555,6 +569,10 @@ Notes.
   `models/de_phantoms_20/`, omega0 1, 1.5, 2, 4 and 2 at twice TV's weight); real CT at 20
   views: sweep mcd_real_tvstart_omega_20 (`models/de_real_20/`, omega0 2, 2, 1, 1 and 4 at
   two learning rates). Rank 1 is mcd_20 or mcd_real_20, so its member is member 1 of DE-N.
+- `DE-10, TV spread S` (real CT at 20 views): DE-10 of seeds with member k's TV weight (its
+  TV start and TV factor) TV's times S ** u_k, u_k quasi-random on [-1, 1) and u_0 = 0, a
+  log-uniform hyperprior on the weight over [w / S, w S); S = 3 chosen against S = 1 (DE-10)
+  on the validation slices by object CRPS (0.0125 against 0.0128).
 - Bayesian TV: NUTS on the pixel grid under exp(-(||Ax - p||^2 / 2 + w TV(x)) / sigma^2)
   (isotropic TV, box [0, 1] through a sigmoid link), w TV's validated weight for the
   dataset and view count, so that its mode is the TV row's image; sigma chosen on validation

@@ -7,11 +7,17 @@ import pytest
 
 from bayes_inr import posterior
 from bayes_inr.core.errors import InputError
+from bayes_inr.core.provenance import config_hash
 from bayes_inr.data.sample import phantom_sample
 from bayes_inr.evaluation import metrics
 from bayes_inr.fit import main
 from bayes_inr.inference.config import FitConfig
-from bayes_inr.inference.ensemble import fit_ensemble, member_scores
+from bayes_inr.inference.ensemble import (
+    fit_ensemble,
+    member_configs,
+    member_scores,
+    spread_exponents,
+)
 from bayes_inr.inference.fit import fit
 
 TINY = {"depth": 2, "width": 16, "steps": 40, "lr": 1e-2, "draws": 4, "dropout": 0.2,
@@ -65,6 +71,31 @@ def test_ensemble_config_checks():
     with pytest.raises(InputError, match="not hmc"):
         fit_ensemble(phantom_sample(0, 4, 8), FitConfig(inference="ensemble"),
                      [FitConfig(inference="hmc")], progress=False)
+
+
+def test_member_tv_spread_samples_a_log_uniform_hyperprior():
+    u = spread_exponents(16)
+    # member 0 keeps the configuration's weight; every first 2^j members cover [-1, 1) evenly
+    assert u[:4].tolist() == [0.0, -1.0, 0.5, -0.5]
+    for n in (2, 4, 8, 16):
+        np.testing.assert_allclose(np.sort(u[:n]), -1 + 2 * np.arange(n) / n)
+    base = FitConfig(inference="ensemble", members=4, tv_weight=1e-4, init="tv", seed=3)
+    spread = member_configs(base.replace(member_tv_spread=9.0))
+    np.testing.assert_allclose([m.tv_weight for m in spread], [1e-4, 1e-4 / 9, 3e-4, 1e-4 / 3])
+    assert [m.seed for m in spread] == [3, 4, 5, 6]
+    assert {m.member_tv_spread for m in spread} == {1.0}
+    # spread 1 is today's ensemble, hash included; another spread is another configuration
+    plain = member_configs(base)
+    assert [m.tv_weight for m in plain] == [1e-4] * 4
+    assert config_hash(base.replace(member_tv_spread=1.0)) == config_hash(base)
+    assert config_hash(spread[0]) == config_hash(plain[0])
+    assert config_hash(base.replace(member_tv_spread=9.0)) != config_hash(base)
+    with pytest.raises(InputError, match="at least 1"):
+        base.replace(member_tv_spread=0.5)
+    with pytest.raises(InputError, match="needs --inference ensemble and --tv-weight"):
+        FitConfig(inference="mcd", tv_weight=1e-4, member_tv_spread=2.0)
+    with pytest.raises(InputError, match="needs --inference ensemble and --tv-weight"):
+        FitConfig(inference="ensemble", member_tv_spread=2.0)
 
 
 def test_cli_ensembles(tmp_path, capsys):

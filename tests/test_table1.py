@@ -312,6 +312,29 @@ def test_ranked_profiles_ensemble_the_top_configurations_beside_seeds_of_the_bes
                                   seeds.posterior_predictive["image"].isel(chain=0))
 
 
+def test_tv_spread_row_spreads_the_seeds_ensemble_tv_weights_and_reuses_member_0(tmp_path):
+    """``DataSet.tv_spread``: one row ``DE-N, TV spread S`` for the largest N, the seeds'
+    members with TV weights w S ** u_k (u = 0, -1, ...), member 0 linked from the seeds'
+    store (its weight is unchanged, so are its hashes) instead of refitted."""
+    dataset = table1.DataSet("unused", "phantoms", "phantom", (20,), "fine",
+                             tv_spread=((20, 4.0),))
+    profile = table1.Profile((dataset,), overrides=TINY, workers=1)
+    members = table1.member_configs(20, 2, TINY)
+    weight = members[0].tv_weight
+    assert weight > 0 and members[0].init == "tv"
+    sample = phantom_sample(5, 20, 16)
+    store = tmp_path / "members"
+    seeds, spread = table1.jobs(sample, dataset, 20, profile, members, "test", store)[-2:]
+    assert [label for label, _ in spread.rows] == ["DE-2, TV spread 4"]
+    assert spread.stem == "despread2" and table1.row_members("DE-2, TV spread 4") == 2
+    table1.cached(tmp_path / "de2.nc", seeds.make, seeds.settings, sample)
+    idata = table1.cached(tmp_path / "despread2.nc", spread.make, spread.settings, sample)[0]
+    stored = posterior.config(idata)["member_configs"]
+    np.testing.assert_allclose([c["tv_weight"] for c in stored], [weight, weight / 4])
+    assert (tmp_path / "members_spread" / "member0.nc").samefile(store / "member0.nc")
+    assert table1.config_hash(spread.settings) != table1.config_hash(seeds.settings)
+
+
 def test_an_interrupted_hmc_run_resumes_from_its_run_file(tmp_path, monkeypatch):
     """The HMC job writes its draws to its run file as it goes; a sitting that finds a
     partial run there of the same configuration and data continues it instead of starting

@@ -33,7 +33,8 @@ RUN_CONTROL = frozenset({"threads", "workers", "checkpoint_every"})
 count changes the rounding of sums, so MCMC draws differ bit for bit across thread counts while
 sampling the same posterior (:data:`bayes_inr.inference.single.RESUME_MAY_CHANGE`)."""
 
-HASHED_WHEN_SET = {"tv_units": "factor", "mass_matrix": "diag", "tv_smoothing": 0.0}
+HASHED_WHEN_SET = {"tv_units": "factor", "mass_matrix": "diag", "tv_smoothing": 0.0,
+                   "member_tv_spread": 1.0}
 """Settings added after runs were recorded, with their defaults. At its default such a
 setting is left out of the hash: a run recorded before it existed computed what the default
 computes, and keeps its hash."""

@@ -95,6 +95,10 @@ class FitConfig:
     members: int = _field(5, "ensemble: number of members (independent fits; member k has "
                           "seed + k)")
     member_inference: str = _field("mcd", "ensemble: inference of every member")
+    member_tv_spread: float = _field(1.0, "ensemble: member k's tv_weight is its config's "
+                                     "times member_tv_spread ** u_k, the u_k quasi-random on "
+                                     "[-1, 1) with u_0 = 0 (a log-uniform hyperprior on the TV "
+                                     "weight, integrated over by the members); 1: one weight")
     workers: int = _field(1, "ensemble: parallel worker processes for the members; hmc/nuts: "
                           "for the chains (1: in this process)")
     seed: int = _field(0, "seed of the Fourier matrix, the initial weights and the sampler")
@@ -121,6 +125,12 @@ class FitConfig:
             raise InputError("step_size must be positive and target_accept in (0, 1)")
         if self.init not in INITS and not self.init.endswith(".nc"):
             raise InputError(f"unknown init {self.init!r}; use map, prior, tv or a run file .nc")
+        if not self.member_tv_spread >= 1:
+            raise InputError(f"member_tv_spread must be at least 1, got {self.member_tv_spread}")
+        if self.member_tv_spread > 1 and not (self.inference == "ensemble"
+                                               and self.tv_weight > 0):
+            raise InputError("member_tv_spread spreads the TV weights of an ensemble's "
+                             "members: it needs --inference ensemble and --tv-weight > 0")
         if self.init == "tv" and not self.tv_weight > 0:
             raise InputError("init tv starts at the TV solution of the model's TV factor: it "
                              "needs --tv-weight > 0")

@@ -71,17 +71,35 @@ def member_configs(config: FitConfig, members: Sequence[FitConfig] | None = None
     """The configurations of the members of the ensemble ``config``.
 
     Without ``members``: ``config.members`` copies of ``config`` with inference
-    ``config.member_inference``. Member k gets seed ``config.seed + k`` in both cases.
+    ``config.member_inference``. Member k gets seed ``config.seed + k`` in both cases, and
+    its TV weight times ``config.member_tv_spread ** u_k`` (:func:`spread_exponents`).
     """
     if members is None:
-        members = [config.replace(inference=config.member_inference)] * config.members
+        members = [config.replace(inference=config.member_inference, member_tv_spread=1.0)
+                   ] * config.members
     if not members:
         raise InputError("an ensemble needs at least one member")
     for member in members:
         if not get_method(member.inference).member:
             raise InputError(f"ensemble members are {', '.join(method_names(member=True))} "
                              f"fits, not {member.inference}")
-    return [member.replace(seed=config.seed + k) for k, member in enumerate(members)]
+    spread = np.log(config.member_tv_spread) * spread_exponents(len(members))
+    return [member.replace(seed=config.seed + k, tv_weight=member.tv_weight * float(np.exp(u)))
+            for k, (member, u) in enumerate(zip(members, spread, strict=True))]
+
+
+def spread_exponents(n: int) -> np.ndarray:
+    """Exponents u_0..u_{n-1} in [-1, 1) of the members' TV-weight factors: the base-2
+    van der Corput sequence shifted by 1/2, so that u_0 = 0 (the configuration's own weight),
+    u_1 = -1, u_2 = 1/2, u_3 = -1/2, ..., and the first N members of any ensemble cover
+    [-1, 1) evenly (a DE-N read off a larger ensemble samples the same hyperprior)."""
+    points = np.zeros(n)
+    for k in range(n):
+        digits, base = k, 0.5
+        while digits:
+            points[k] += base * (digits & 1)
+            digits, base = digits >> 1, base / 2
+    return 2.0 * ((points + 0.5) % 1.0) - 1.0
 
 
 def settings(config: FitConfig, members: Sequence[FitConfig] | None = None) -> dict:
