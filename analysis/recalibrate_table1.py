@@ -4,9 +4,10 @@
 
 For one fitted row of ``analysis/table1.py`` (profile ``cpu``; ``--method`` names it:
 ``btv`` Bayesian TV, ``bbb`` BBB, ``mcd_image`` and ``mcd_pixel`` the two MCD mask scopes,
-``de2``, ``de5``, ``de10`` the deep ensembles of seeds, ``detop2`` and ``detop5`` those of
-the top configurations where the dataset and view count have them): fits it on every
-validation image exactly as
+``de2``, ``de5``, ``de10`` the deep ensembles of seeds, ``despread10`` DE-10 with its
+members' TV weights spread, ``detop2`` and ``detop5`` those of the top configurations, the
+last three where the dataset and view count have them): fits it on every validation image
+exactly as
 Table 1 fits it on test (Table 1's own job, so the same config hash; run files and ensemble
 members are reused from ``RUNS`` when their config and data hashes match; per-pixel MCD and
 DE-N are read off the job's ten-member ensemble, as in Table 1), calibrates it on those runs
@@ -53,6 +54,7 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
 METHODS = {"btv": "Bayesian TV", "bbb": "BBB",
            **{f"mcd_{scope}": label for scope, label in table1.MCD_LABELS.items()},
            **{f"de{n}": f"DE-{n}" for n in table1.ENSEMBLES},
+           "despread10": "DE-10, TV spread S",
            **{f"detop{n}": f"DE-{n}, top {n}" for n in table1.ENSEMBLES}}
 """``--method`` -> its Table-1 row. Per-pixel MCD and the DE-N rows are read off Table 1's
 one ensemble job of seeds (its first member, its first N members), ``DE-N, top N`` off the
@@ -111,11 +113,17 @@ def main() -> int:
     if args.method.startswith("detop") and len(ranked or ()) < int(args.method[5:]):
         parser.exit(2, f"error: --method {args.method}: {dataset.name} at {args.views} views "
                        f"has {len(ranked or ())} ranked configurations in profile cpu\n")
+    label = METHODS[args.method]
+    if args.method == "despread10":
+        spread = dict(dataset.tv_spread).get(args.views)
+        if spread is None:
+            parser.exit(2, f"error: --method despread10: {dataset.name} at {args.views} views "
+                           "has no TV-spread ensemble in profile cpu\n")
+        label = label.replace("S", f"{spread:g}")
     data = load_benchmark(dataset.path)
     RUNS.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    label = METHODS[args.method]
     val = job_runs(data, dataset, args.views, "val", label, ranked)
     test = job_runs(data, dataset, args.views, "test", label, ranked)
     stem = OUT / f"{args.method}_{dataset.key}_{args.views}v"

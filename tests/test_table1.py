@@ -238,7 +238,7 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method,
     assert select(run).posterior_predictive.sizes["chain"] == chains
 
 
-def test_recalibration_refuses_top_ensembles_a_dataset_does_not_have(monkeypatch, capsys):
+def test_recalibration_refuses_ensembles_a_dataset_does_not_have(monkeypatch, capsys):
     recalibrate = pytest.importorskip("recalibrate_table1")
     for argv, count in ((["--method", "detop5", "--views", "5"], 0),
                         (["--method", "detop10"], 5)):
@@ -247,6 +247,10 @@ def test_recalibration_refuses_top_ensembles_a_dataset_does_not_have(monkeypatch
             recalibrate.main()
         assert stop.value.code == 2
         assert f"has {count} ranked configurations" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["recalibrate_table1.py", "--method", "despread10"])
+    with pytest.raises(SystemExit) as stop:  # the phantoms have no TV-spread ensemble
+        recalibrate.main()
+    assert stop.value.code == 2 and "no TV-spread ensemble" in capsys.readouterr().err
 
 
 def test_tv_per_dataset_profiles_give_inr_configs_tv_weight_validated_on_their_data():
