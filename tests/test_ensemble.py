@@ -90,8 +90,9 @@ def test_member_tv_spread_samples_a_log_uniform_hyperprior():
     assert config_hash(base.replace(member_tv_spread=1.0)) == config_hash(base)
     assert config_hash(spread[0]) == config_hash(plain[0])
     assert config_hash(base.replace(member_tv_spread=9.0)) != config_hash(base)
-    with pytest.raises(InputError, match="at least 1"):
-        base.replace(member_tv_spread=0.5)
+    for bad in (0.5, float("inf"), float("nan")):
+        with pytest.raises(InputError, match="finite number >= 1"):
+            base.replace(member_tv_spread=bad)
     with pytest.raises(InputError, match="needs --inference ensemble and --tv-weight"):
         FitConfig(inference="mcd", tv_weight=1e-4, member_tv_spread=2.0)
     with pytest.raises(InputError, match="needs --inference ensemble and --tv-weight"):

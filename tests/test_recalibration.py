@@ -161,6 +161,10 @@ def test_calibration_files_keep_their_predictive_and_old_files_read_as_residuals
     path.write_text(json.dumps(content))
     old = load_calibration(path)[0]
     assert old.predictive == "residuals" and old.held_out == () and old.held_out_mean() == {}
+    content["held_out"] = [{"ece": 0.1}]  # a corrupt entry: one clear error
+    path.write_text(json.dumps(content))
+    with pytest.raises(InputError, match="malformed calibration file: held_out entries"):
+        load_calibration(path)
     with pytest.raises(InputError, match="unknown recalibrated predictive 'mean'"):
         Calibration.from_residuals([z], predictive="mean")
     with pytest.raises(InputError, match="bound no interval"):  # 500 pixels: k_0.999 = inf

@@ -301,6 +301,9 @@ class Calibration:
                 data["shape"] = tuple(data["shape"])
             data["runs"] = tuple(data["runs"])
             data["held_out"] = tuple(data.get("held_out", ()))
+            if any(not isinstance(h, dict) or set(h) != set(HELD_OUT)
+                   for h in data["held_out"]):
+                raise ValueError(f"held_out entries must hold {', '.join(HELD_OUT)}")
             cal = cls(**data)
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f"malformed calibration file: {err}") from None

@@ -125,8 +125,9 @@ class FitConfig:
             raise InputError("step_size must be positive and target_accept in (0, 1)")
         if self.init not in INITS and not self.init.endswith(".nc"):
             raise InputError(f"unknown init {self.init!r}; use map, prior, tv or a run file .nc")
-        if not self.member_tv_spread >= 1:
-            raise InputError(f"member_tv_spread must be at least 1, got {self.member_tv_spread}")
+        if not 1 <= self.member_tv_spread < float("inf"):
+            raise InputError(f"member_tv_spread must be a finite number >= 1, got "
+                             f"{self.member_tv_spread}")
         if self.member_tv_spread > 1 and not (self.inference == "ensemble"
                                                and self.tv_weight > 0):
             raise InputError("member_tv_spread spreads the TV weights of an ensemble's "
