@@ -54,7 +54,7 @@ COLUMNS = (("psnr", "PSNR", ".2f"), ("crps_object", "CRPS obj", ".4f"),
 METHODS = {"btv": "Bayesian TV", "bbb": "BBB",
            **{f"mcd_{scope}": label for scope, label in table1.MCD_LABELS.items()},
            **{f"de{n}": f"DE-{n}" for n in table1.ENSEMBLES},
-           "despread10": "DE-10, TV spread S",
+           "despread10": "DE-10, TV spread {spread:g}",
            **{f"detop{n}": f"DE-{n}, top {n}" for n in table1.ENSEMBLES}}
 """``--method`` -> its Table-1 row. Per-pixel MCD and the DE-N rows are read off Table 1's
 one ensemble job of seeds (its first member, its first N members), ``DE-N, top N`` off the
@@ -119,7 +119,7 @@ def main() -> int:
         if spread is None:
             parser.exit(2, f"error: --method despread10: {dataset.name} at {args.views} views "
                            "has no TV-spread ensemble in profile cpu\n")
-        label = label.replace("S", f"{spread:g}")
+        label = label.format(spread=spread)
     data = load_benchmark(dataset.path)
     RUNS.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
