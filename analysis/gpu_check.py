@@ -270,7 +270,8 @@ def part_nuts(args, out: dict, sampler_factory) -> None:
     out["parameters"] = potential.dim
     idata = run.inference_data(
         sinogram=sample.sinogram, angles=sample.geometry.angles, method="nuts",
-        config=dataclasses.asdict(config), ground_truth=sample.ground_truth, seed=config.seed,
+        config=dataclasses.asdict(config), ground_truth=sample.ground_truth,
+        air_level=sample.air_level, seed=config.seed,
         device=args.device, wall_time=wall, settings=dataclasses.asdict(config))
     stats = idata.sample_stats
     n_steps = np.asarray(stats["n_steps"].values).ravel()

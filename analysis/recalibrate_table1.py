@@ -24,6 +24,7 @@ Writes ``analysis/results/recalibration/METHOD_DATASET_Vv.json`` and ``..._symme
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -72,12 +73,19 @@ def write_markdown(path: Path, lines: list[str]) -> None:
     print("\n".join(lines))
 
 
+def read_run(path: Path, select: Callable, air_level: float):
+    """The part of the run at ``path`` that a row scores, with its image's air level (a run
+    file may predate it)."""
+    return select(posterior.with_air_level(posterior.load(path), air_level))
+
+
 def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str,
              ranked: list | None) -> list[tuple[Path, Callable]]:
     """The run files of the Table-1 job that scores row ``label`` (:func:`table1.jobs`, with
-    the ``ranked`` configurations of the dataset and view count) on ``split``, each with the
-    selection the row scores; reused from ``RUNS`` (ensemble members from their store) when
-    their hashes match, else fitted there."""
+    the ``ranked`` configurations of the dataset and view count) on ``split``, each with
+    the function that reads the part the row scores (:func:`read_run`); reused from
+    ``RUNS`` (ensemble members from their store) when their hashes match, else fitted
+    there."""
     profile = table1.PROFILES["cpu"]
     members, ranked = table1.image_configs(profile, dataset, views, profile.members, ranked)
     runs = []
@@ -92,7 +100,7 @@ def job_runs(data, dataset: table1.DataSet, views: int, split: str, label: str,
             raise SystemExit(f"{path} is missing: run analysis/table1.py first")
         _, reused = table1.cached(path, job.make, job.settings, sample)
         print(f"{split} image {image_id}: {'reused' if reused else 'fitted'} {path}", flush=True)
-        runs.append((path, select))
+        runs.append((path, functools.partial(read_run, path, select, sample.air_level)))
     return runs
 
 
@@ -127,7 +135,7 @@ def main() -> int:
     val = job_runs(data, dataset, args.views, "val", label, ranked)
     test = job_runs(data, dataset, args.views, "test", label, ranked)
     stem = OUT / f"{args.method}_{dataset.key}_{args.views}v"
-    runs = [select(posterior.load(p)) for p, select in val]
+    runs = [read() for _, read in val]
     files, held_out = {}, []  # row name -> calibration file, one per form
     for form, suffix in PREDICTIVE_FILES.items():
         calibration = calibrate(runs, [p.name for p, _ in val], benchmark=data,
@@ -139,8 +147,8 @@ def main() -> int:
                         + ", ".join(f"{h['ece']:.3f} / {h['coverage_90']:.2f}"
                                     for h in calibration.held_out) + ")")
     rows = {"raw": []} | {name: [] for name in files}
-    for path, select in test:
-        idata = select(posterior.load(path))
+    for _, read in test:
+        idata = read()
         rows["raw"].append(score(idata))
         for name, file in files.items():
             rows[name].append(score(apply(idata, file)))

@@ -83,7 +83,7 @@ def main() -> int:
     def image_runs(split: str) -> tuple[list[list], list[list[str]]]:
         """Per image, each component's run (the row's selection) and its file name."""
         per_image = list(zip(*runs[split], strict=True))
-        return ([[select(posterior.load(p)) for p, select in image] for image in per_image],
+        return ([[read() for _, read in image] for image in per_image],
                 [[p.name for p, _ in image] for image in per_image])
 
     val, val_names = image_runs("val")

@@ -266,8 +266,9 @@ def cached(path: Path, make: Callable, settings, sample: Sample, resumable: bool
         idata = posterior.load(path, trim=False)
         attrs = posterior.run_attrs(idata)
         if all(attrs.get(k) == v for k, v in want.items()):
-            if complete(idata, settings):
-                return posterior.trim_partial(idata), True
+            if complete(idata, settings):  # a run file may predate the air level
+                return posterior.with_air_level(posterior.trim_partial(idata),
+                                                sample.air_level), True
             resume = idata if resumable else None
     idata = make(out=path, resume=resume) if resumable else make()
     attrs = posterior.run_attrs(idata)
@@ -283,7 +284,7 @@ def _row(idata, method: str) -> dict:
     chains = idata.posterior_predictive.sizes["chain"]
     if "diverging" in getattr(idata, "sample_stats", {}) and chains >= 2:  # MCMC chains
         truth = idata.constant_data["ground_truth"].values
-        conv = pixel_convergence(idata, truth > 0, RHAT_LIMIT)
+        conv = pixel_convergence(idata, truth > scores["air_level"], RHAT_LIMIT)
         scores |= {"rhat_share_object": conv["rhat_share"], "ess_bulk_object": conv["ess_median"]}
     if scores["n_draws"] >= 2:
         scores["paper_delta_ece"] = paper_delta_ece(
@@ -357,7 +358,7 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
             image = reconstruct(m, sample.sinogram, sample.geometry, **s)
             return posterior.from_reconstruction(
                 image, sinogram=sample.sinogram, angles=sample.geometry.angles,
-                method=m.upper(), ground_truth=sample.ground_truth,
+                method=m.upper(), ground_truth=sample.ground_truth, air_level=sample.air_level,
                 config={"method": m, **s}, wall_time=time.perf_counter() - start)
 
         out.append(Job(method, {"method": method, **settings}, make,
@@ -445,9 +446,10 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
     applies to it (:meth:`Recalibration.applies`).
 
     A row of ``done`` (rows of an earlier table, keyed by dataset, split, views, image id
-    and method) is kept when its hashes are the ones the run would have now (and, for a
-    recalibrated row, its calibration file's SHA-256); otherwise the run is read from
-    ``runs`` (when its hashes match there) or made.
+    and method) is kept when its hashes are the ones the run would have now, its air level
+    the sample's (rows without one: 0) and, for a recalibrated row, its calibration file's
+    SHA-256 too; otherwise the run is read from ``runs`` (when its hashes match there) or
+    made, and scored.
     """
     done = done or {}
     key = (dataset.name, split, views, image_id)
@@ -463,6 +465,7 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
         earlier = [done.get((*key, label)) for label, _, _ in wanted]
         if all(row is not None and all(row.get(k) == v for k, v in want.items())
                and (row.get("calibration_sha256") or None) == (recal and recal.sha256)
+               and float(row.get("air_level") or 0.0) == sample.air_level
                for row, (_, _, recal) in zip(earlier, wanted, strict=True)):
             rows += [dict(row) for row in earlier]
             continue
@@ -652,8 +655,8 @@ def run_seconds(rows: list[dict]) -> dict[tuple[str, str], float]:
 
 CSV_KEYS = ["dataset", "split", "views", "image_id", "method", *(k for k, _, _ in COLUMNS),
             "below_90_object", "above_90_object", "coverage_50_object", "tied_all",
-            "object_share", "n_draws", "seconds", "git_commit", "git_dirty", "config_hash",
-            "data_hash", "calibration_sha256"]
+            "object_share", "air_level", "n_draws", "seconds", "git_commit", "git_dirty",
+            "config_hash", "data_hash", "calibration_sha256"]
 
 
 def write_tables(rows: list[dict], out: Path, title: str, wall: float | None = None) -> None:

@@ -39,7 +39,8 @@ def run(out: Path, views: int = 20, size: int = 128, phantom: int = 0,
         runs[method] = posterior.from_reconstruction(
             image, sinogram=sample.sinogram, angles=sample.geometry.angles, method=method,
             config={"iterations": check_iterations(method, None)},
-            ground_truth=sample.ground_truth, wall_time=time.perf_counter() - start)
+            ground_truth=sample.ground_truth, air_level=sample.air_level,
+            wall_time=time.perf_counter() - start)
     config = config or FitConfig(inference="mcd")
     print(f"fitting {config.inference} ({config.steps} steps) on phantom {phantom}, "
           f"{size} x {size}, {views} views ...", flush=True)
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
         return 2
     print(score_table(rows))
     fitted = rows[-1]
-    print(f"\n{fitted['method']}: calibration by pixel set (object: true value > 0)")
+    print(f"\n{fitted['method']}: calibration by pixel set (object: true value > "
+          f"{fitted['air_level']:g})")
     print(calibration_table(fitted))
     print(f"figures and InferenceData files in {args.out}/")
     return 0

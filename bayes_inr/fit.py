@@ -31,7 +31,7 @@ from .core.outputs import check_output, output_lock
 from .core.provenance import config_hash
 from .core.workers import raise_interrupt, rerun_command, threads_per_worker
 from .data.benchmark import benchmark_sample, is_real_ct, load_benchmark
-from .data.images import load_image, npy_error
+from .data.images import air_level, load_image, npy_error
 from .data.sample import Sample, phantom_sample, simulate
 from .evaluation import convergence, misfit
 from .evaluation.metrics import calibration_table, score, score_table
@@ -73,7 +73,8 @@ def sample_from_args(args, config: FitConfig) -> Sample:
     if args.image:
         truth = load_image(args.image, size=args.size)
         check_model_memory(config, Geometry(truth.shape[0], views))
-        return simulate(truth, views, seed=config.seed, name=Path(args.image).stem, **noise)
+        return simulate(truth, views, seed=config.seed, name=Path(args.image).stem,
+                        air_level=air_level(args.image), **noise)
     return phantom_sample(args.phantom, views, args.size or 128, **noise)
 
 
@@ -310,8 +311,8 @@ def main(argv=None) -> int:
         scores = score(idata)
         print(score_table([*rows, scores]))
         if scores["n_draws"] >= 2:
-            print(f"\ncalibration by pixel set (object: true value > 0; "
-                  f"{scores['n_draws']} draws):")
+            print(f"\ncalibration by pixel set (object: true value > "
+                  f"{scores['air_level']:g}, the air level; {scores['n_draws']} draws):")
             print(calibration_table(scores))
     if args.calibration:
         try:

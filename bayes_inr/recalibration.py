@@ -97,7 +97,7 @@ def _coverage_line(idata, calibration: Calibration) -> str:
     """Object coverage of the run's conformal intervals at 0.5 and 0.9."""
     truth = _truth(idata, "the run")
     mean, sd = run_moments(idata)
-    obj = truth > 0
+    obj = metrics.support_masks(truth, posterior.air_level(idata))["object"]
     parts = []
     for q in (0.5, 0.9):
         lo, hi = interval(mean, sd, calibration, q)

@@ -19,6 +19,7 @@ from bayes_inr.data.benchmark import (
 from bayes_inr.data.cli import main
 from bayes_inr.data.phantoms import MODIFIED_SHEPP_LOGAN, random_ellipses, random_phantom, render
 from bayes_inr.data.sample import (
+    Sample,
     add_noise,
     integer_resample,
     phantom_sample,
@@ -154,6 +155,25 @@ def test_real_benchmark_layout_matches_the_phantom_benchmark():
         sample = benchmark_sample(real, 3, views)
         assert sample.sinogram.shape == (views, 183)
         assert sample.meta["split"] == "test" and sample.noise_sigma > 0
+        assert sample.air_level == 0.025 and benchmark_sample(phantoms, 3, 20).air_level == 0
+
+
+def test_the_air_of_real_slices_is_above_0_and_below_the_air_level():
+    """Why the object of a real slice stops at its air level: clipped scanner noise leaves
+    the air of the 512-pixel slices above 0 (a fifth to two fifths of their pixels lie in
+    (0, 0.005], -1000 to -990 HU), where the phantoms' air is exactly 0."""
+    real, phantoms = load_benchmark("data/real_128.nc"), load_benchmark("data/benchmark_128.nc")
+    for image_id in (0, 1, 3):  # the 512-pixel slices; CT_small (2) is cropped to the body
+        truth = real.image.values[image_id]
+        assert 0.15 < np.mean((truth > 0) & (truth <= 0.005)) < 0.45
+        assert np.mean(truth <= benchmark_sample(real, image_id, 20).air_level) > 0.25
+    assert np.mean(real.image.values[2] <= 0.025) == 0.0
+    truth = phantoms.image.values
+    assert np.mean((truth > 0) & (truth <= 0.005)) < 0.005
+    sample = benchmark_sample(real, 0, 20)
+    for bad in (-0.01, 1.0, float("nan")):
+        with pytest.raises(InputError, match="air_level"):
+            Sample(sample.geometry, sample.sinogram, sample.ground_truth, air_level=bad)
 
 
 def test_real_benchmark_is_40_db_and_matches_its_generator():

@@ -8,6 +8,7 @@ import torch
 from pyro import poutine
 
 from bayes_inr import posterior
+from bayes_inr.data.images import example_dicom_path
 from bayes_inr.data.sample import phantom_sample
 from bayes_inr.evaluation.metrics import psnr, score
 from bayes_inr.fit import main
@@ -163,6 +164,11 @@ def test_cli_end_to_end_and_bad_input(tmp_path, capsys):
     assert main(args) == 0
     assert "psnr" in capsys.readouterr().out
     assert posterior.config(posterior.load(out))["width"] == 16
+    # a CT slice's run records its air level (-950 HU), which the object's scores stop at
+    ct = tmp_path / "ct.nc"
+    assert main([*args[:-1], str(ct), "--image", str(example_dicom_path())]) == 0
+    assert posterior.air_level(posterior.load(ct)) == 0.025
+    assert posterior.air_level(posterior.load(out)) == 0.0
     bad_sino = tmp_path / "s.npy"
     np.save(bad_sino, np.full((6, 10), np.nan))
     cases = [["--inference", "svgd"], ["--views", "0"], ["--config", str(tmp_path / "no.toml")],

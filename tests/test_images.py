@@ -13,7 +13,14 @@ from pydicom.filewriter import write_dataset
 from skimage.io import imsave
 
 from bayes_inr.core.errors import InputError
-from bayes_inr.data.images import DEFAULT_HU_WINDOW, example_dicom_path, load_image
+from bayes_inr.data.images import (
+    AIR_HU,
+    DEFAULT_HU_WINDOW,
+    air_level,
+    example_dicom_path,
+    load_image,
+    window_air_level,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,16 @@ def test_dicom_without_suffix(tmp_path, ct_path):
     path = tmp_path / "slice"
     shutil.copy(ct_path, path)
     np.testing.assert_array_equal(load_image(path), load_image(ct_path))
+    assert air_level(path) == air_level(ct_path) == 0.025
+
+
+def test_air_level_is_minus_950_hu_in_the_window(tmp_path, ct_path):
+    assert AIR_HU == -950.0 and window_air_level(DEFAULT_HU_WINDOW) == 0.025
+    assert window_air_level((-2000.0, 0.0)) == 0.525
+    assert window_air_level((-160.0, 240.0)) == 0.0  # air already clipped to 0
+    assert air_level(ct_path, window=(-1050.0, 950.0)) == pytest.approx(0.05)
+    np.save(tmp_path / "image.npy", np.zeros((4, 4)))
+    assert air_level(tmp_path / "image.npy") == 0.0  # not HU: air is 0
 
 
 def test_resample_ct_to_64(ct_path):

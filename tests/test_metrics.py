@@ -292,6 +292,34 @@ def test_supports_split_object_and_background():
     assert air["crps"] == 0.0 and air["ece"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_noisy_air_counts_as_background_above_the_air_level():
+    """A CT truth's air is a little above 0 (clipped scanner noise). A predictive calibrated
+    on the body and certain of 0 in the air scores as calibrated on the object only when the
+    run's air level sends that air to the background; at level 0 the same draws look badly
+    over-confident (the negative control), while 'all' does not depend on the level."""
+    from bayes_inr import posterior
+
+    rng = np.random.default_rng(13)
+    truth = rng.uniform(0.0, 0.006, (32, 32))  # air at -1000 to -988 HU in the CT window
+    truth[4:28, 4:28] = 0.5
+    mean = truth + 0.02 * rng.standard_normal((32, 32))  # the truth is a draw
+    draws = mean + 0.02 * rng.standard_normal((400, 32, 32))
+    draws[:, truth < 0.1] = 0.0
+    runs = {level: posterior.build(draws[None], sinogram=np.zeros((4, 35)),
+                                   angles=np.arange(4) * np.pi / 4, method="MCD", config={},
+                                   ground_truth=truth, air_level=level)
+            for level in (0.0, 0.025)}
+    air, clipped = metrics.score(runs[0.025]), metrics.score(runs[0.0])
+    assert air["air_level"] == 0.025 and clipped["air_level"] == 0.0
+    assert air["object_share"] == pytest.approx(0.5625)
+    assert air["ece_object"] < 0.03 and abs(air["coverage_90_object"] - 0.9) < 0.04
+    assert clipped["ece_object"] > 0.15 and clipped["coverage_90_object"] < 0.6
+    assert air["ece_all"] == clipped["ece_all"]
+    masks = metrics.support_masks(truth, 0.025)
+    assert (masks["object"] == (truth == 0.5)).all()
+    assert (masks["background"] == ~masks["object"]).all()
+
+
 def test_coverage_map_known_case():
     m = np.array([[0.5, 0.5, 0.5]])
     s = np.array([[0.1, 0.0, 0.0]])

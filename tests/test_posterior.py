@@ -66,7 +66,7 @@ def test_round_trip_values_dims_attrs(tmp_path, rng):
     np.testing.assert_array_equal(loaded.sample_stats["diverging"].values, stats["diverging"])
     assert posterior.image_draws(loaded).shape == (14, N, N)
     assert "n_draws" not in loaded.posterior_predictive
-
+    assert posterior.air_level(loaded) == 0.0
     for group in loaded.groups():
         attrs = loaded[group].attrs
         assert attrs["method"] == "MCD"
@@ -79,6 +79,24 @@ def test_round_trip_values_dims_attrs(tmp_path, rng):
     cfg = posterior.config(loaded)
     assert cfg["inr"] == {"width": 64, "depth": 3}
     assert cfg["p"] == 0.25 and cfg["sizes"] == [1, 2]
+
+
+def test_air_level_is_stored_with_the_truth(tmp_path, rng):
+    images = rng.random((1, 3, N, N))
+    truth = rng.random((N, N))
+    path = posterior.save(make(rng, images, ground_truth=truth, air_level=0.025),
+                          tmp_path / "run.nc")
+    assert posterior.air_level(posterior.load(path)) == 0.025
+    old = posterior.load(path)
+    del old.constant_data["ground_truth"].attrs["air_level"]  # a file from before the level
+    assert posterior.air_level(old) == 0.0
+    assert posterior.air_level(posterior.with_air_level(old, 0.025)) == 0.025
+    assert posterior.air_level(make(rng, images)) == 0.0  # no truth: no air level
+    for bad in (-0.1, 1.0):
+        with pytest.raises(InputError, match="air_level"):
+            make(rng, images, ground_truth=truth, air_level=bad)
+        with pytest.raises(InputError, match="air_level"):
+            posterior.with_air_level(old, bad)
 
 
 def test_none_attrs_are_omitted(tmp_path, rng):

@@ -341,6 +341,25 @@ def test_test_split_runs_are_refused(bench):
         calibrate([idata[0]] * 2, benchmark=dataset)
 
 
+def test_calibration_leaves_out_the_air_of_the_benchmark(bench):
+    """The object residuals stop at the image's air level: the benchmark's when it knows
+    it (windowed CT, here declared on the phantoms), so that run files written before the
+    level was recorded calibrate the same object; else the run's own."""
+    idata, dataset = bench["idata"], bench["dataset"]
+    runs = [idata[i] for i in range(5)]
+    truths = [r.constant_data["ground_truth"].values for r in runs]
+    plain = calibrate(runs, benchmark=dataset)
+    assert plain.n_pixels == sum(int((t > 0).sum()) for t in truths)
+    ct = dataset.copy()
+    ct.attrs["hu_window"] = [-1000.0, 1000.0]
+    windowed = calibrate(runs, benchmark=ct)
+    assert windowed.n_pixels == sum(int((t > 0.025).sum()) for t in truths) < plain.n_pixels
+    assert {r["air_level"] for r in windowed.runs} == {0.025}
+    own = [posterior.with_air_level(r.copy(), 0.025) for r in runs]
+    assert calibrate(own, benchmark=dataset).n_pixels == plain.n_pixels  # the benchmark's
+    assert calibrate(own, vouch=True).n_pixels == windowed.n_pixels  # the run's
+
+
 def test_cli_round_trip(bench, capsys):
     folder, runs = bench["folder"], bench["runs"]
     cal_path, out = folder / "cal.json", folder / "test_5_recal.nc"

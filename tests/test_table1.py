@@ -1,3 +1,4 @@
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def test_table1_runs_every_method_resumes_and_reruns_what_changed(tmp_path):
                             table1.member_configs(20, 2, TINY | {"steps": 6}), done=done)
     assert not list(runs.glob("*.nc"))
     assert [r["psnr"] for r in kept] == pytest.approx([r["psnr"] for r in rows])
+    # a row keeps the air level it was scored at: another one (a real-CT row scored before
+    # the level existed) is scored again from the run files, and no run is refitted
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")}
+    windowed = dataclasses.replace(sample, air_level=0.025)
+    rescored = table1.run_image(windowed, dataset, 20, 5, changed, tmp_path,
+                                table1.member_configs(20, 2, TINY | {"steps": 6}), done=done)
+    assert {r["air_level"] for r in kept} == {0.0} and {r["air_level"] for r in rescored} == {0.025}
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nc")} == before
+    assert [r["psnr"] for r in rescored] == pytest.approx([r["psnr"] for r in rows])
+    assert all(r["object_share"] < k["object_share"] for r, k in zip(rescored, kept, strict=True))
     table1.run_image(sample, dataset, 20, 5, profile, runs, members, done=done)
     assert sorted(p.name for p in runs.glob("*.nc")) == sorted(
         f"{kind}_phantom_20v_5.nc" for kind in FITTED)
@@ -208,7 +219,7 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method,
     """The recalibration script's runs are Table 1's own (same job, config hash and file) on
     the real-CT slices too, whose members and BBB take the real-CT configurations, and it
     scores the part of the run the row does (DE-5: the first five members; DE-2, top 2: the
-    first two of the top five)."""
+    first two of the top five), with the slices' air level."""
     recalibrate = pytest.importorskip("recalibrate_table1")
     import arviz as az
 
@@ -222,8 +233,8 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method,
                         lambda path, make, settings, sample: seen.append(settings) or (0, 1))
     profile = table1.PROFILES["cpu"]
     ranked = table1.ranked_configs(real, 20, profile.members, profile.overrides)
-    (path, select), *_ = recalibrate.job_runs(data, real, 20, "val",
-                                               recalibrate.METHODS[method], ranked)
+    (path, read), *_ = recalibrate.job_runs(data, real, 20, "val",
+                                             recalibrate.METHODS[method], ranked)
     image_id = benchmark_ids(data, "val")[0]
     assert path == recalibrate.RUNS / f"{stem}_real_20v_{image_id}.nc"
     sample = benchmark_sample(data, image_id, 20)
@@ -234,8 +245,12 @@ def test_recalibration_fits_the_runs_table1_fits_on_real_ct(monkeypatch, method,
     phantom_members = table1.member_configs(20, profile.members, profile.overrides)
     assert phantom_members != members  # the phantoms' configurations would be another run
     total = {"bbb": 3, "detop5": 5}.get(stem, 10)
-    run = az.from_dict(posterior_predictive={"image": np.zeros((total, 2, 4, 4))})
-    assert select(run).posterior_predictive.sizes["chain"] == chains
+    run = az.from_dict(posterior_predictive={"image": np.zeros((total, 2, 4, 4))},
+                       constant_data={"ground_truth": np.zeros((4, 4))})
+    monkeypatch.setattr(recalibrate.posterior, "load", lambda p: run if p == path else None)
+    selected = read()
+    assert selected.posterior_predictive.sizes["chain"] == chains
+    assert posterior.air_level(selected) == sample.air_level == 0.025
 
 
 def test_recalibration_refuses_ensembles_a_dataset_does_not_have(monkeypatch, capsys):

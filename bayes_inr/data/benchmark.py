@@ -18,7 +18,7 @@ import xarray as xr
 from ..core.atomic import atomic_path
 from ..core.errors import InputError, check_choice
 from ..physics.geometry import Geometry
-from .images import DEFAULT_HU_WINDOW
+from .images import DEFAULT_HU_WINDOW, window_air_level
 from .sample import Sample, integer_resample, phantom_images, simulate
 
 SPLITS = {"val": range(0, 5), "test": range(5, 10)}
@@ -222,6 +222,8 @@ def benchmark_sample(dataset: xr.Dataset, image_id: int, views: int) -> Sample:
                          f"{int(dataset.phantom.min())}-{int(dataset.phantom.max())})")
     entry = dataset.sel(phantom=image_id)
     geometry = Geometry(int(dataset.attrs["size"]), int(views), int(dataset.attrs["n_detectors"]))
+    window = dataset.attrs.get("hu_window")  # real CT: windowed Hounsfield units
     return Sample(geometry, entry[f"sinogram_{views}"].values, entry["image"].values,
                   float(entry[f"noise_sigma_{views}"]), f"phantom-{image_id}",
-                  {**dataset.attrs, "image_id": image_id, "split": str(entry.split.values)})
+                  {**dataset.attrs, "image_id": image_id, "split": str(entry.split.values)},
+                  air_level=0.0 if window is None else window_air_level(window))

@@ -18,6 +18,13 @@ HU, so any window on HU is just a linear rescale of attenuation: the loaded imag
 is proportional to physical attenuation up to an offset and the clipping. The
 default DICOM window (-1000, 1000) HU has no offset at all: the image is
 ``mu / mu_water / 2``, so air is 0, water 0.5 and 1000 HU (dense bone) 1.
+
+Air is not exactly 0 in a scan: it reads a few tens of HU around -1000 (noise, beam
+hardening), the window clips the lower half at 0, and block means keep the upper half,
+so over most of the air of a real slice the truth is 0.001-0.02. :func:`air_level` is the
+value at or below which a loaded pixel is air, so that the calibration figures of the
+object (:func:`bayes_inr.evaluation.metrics.support_masks`) leave air out: -950 HU
+(:data:`AIR_HU`) in the window, 0 for files whose values are not HU.
 """
 
 from __future__ import annotations
@@ -31,10 +38,16 @@ import numpy as np
 
 from ..core.errors import InputError, check_finite
 
-__all__ = ["DEFAULT_HU_WINDOW", "SUPPORTED_SUFFIXES", "example_dicom_path", "load_image"]
+__all__ = ["AIR_HU", "DEFAULT_HU_WINDOW", "SUPPORTED_SUFFIXES", "air_level", "example_dicom_path",
+           "load_image", "window_air_level"]
 
 DEFAULT_HU_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
 """Default DICOM window in HU: air (-1000) -> 0, water (0) -> 0.5, 1000 HU -> 1."""
+
+AIR_HU = -950.0
+"""The densest air in HU: the radiological cut for air-like attenuation (the -950 HU of
+the emphysema index, LAA-950), above the noise of the air of Table 1's real slices (their
+median air pixel reads -999 to -1007 HU)."""
 
 _RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -155,6 +168,24 @@ def load_image(
         )
         image = np.clip(image, 0.0, 1.0)
     return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def window_air_level(window: tuple[float, float]) -> float:
+    """The windowed value of :data:`AIR_HU` for a window ``(lo, hi)`` in HU, in [0, 1]
+    (0.025 for :data:`DEFAULT_HU_WINDOW`; 0 when the window starts above it)."""
+    lo, hi = (float(v) for v in window)
+    return float(np.clip((AIR_HU - lo) / (hi - lo), 0.0, 1.0))
+
+
+def air_level(path: str | os.PathLike, window: tuple[float, float] | None = None) -> float:
+    """The value at or below which a pixel of ``load_image(path, window=window)`` is air:
+    :func:`window_air_level` of the window for a DICOM file (values in HU), 0 for the
+    others (their values are not HU, and their air is taken to be exactly 0)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in _DICOM_SUFFIXES or (suffix == "" and _is_dicom(path)):
+        return window_air_level(DEFAULT_HU_WINDOW if window is None else window)
+    return 0.0
 
 
 def example_dicom_path() -> Path:

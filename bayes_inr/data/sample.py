@@ -28,7 +28,9 @@ class Sample:
     """One reconstruction problem: a geometry, a measured sinogram, maybe a truth.
 
     ``noise_sigma`` is the standard deviation of the added noise when known
-    (``0.0`` for noiseless data, ``None`` when unknown).
+    (``0.0`` for noiseless data, ``None`` when unknown). ``air_level``: true values at or
+    below it are air, the background of the calibration figures (0 for phantoms, whose air
+    is exactly 0; :func:`bayes_inr.data.images.air_level` for CT slices).
     """
 
     geometry: Geometry
@@ -37,11 +39,14 @@ class Sample:
     noise_sigma: float | None = None
     name: str = "sample"
     meta: dict = field(default_factory=dict)
+    air_level: float = 0.0
 
     def __post_init__(self):
         self.geometry.check_sinogram(self.sinogram)
         if self.ground_truth is not None:
             self.geometry.check_image(self.ground_truth)
+        if not 0.0 <= self.air_level < 1.0:
+            raise InputError(f"air_level must be in [0, 1), got {self.air_level}")
 
 
 def project_truth(image: np.ndarray, geometry: Geometry, protocol: str = "fine",
@@ -101,11 +106,12 @@ def add_noise(sinogram: np.ndarray, snr_db: float | None = None, sigma: float | 
 def simulate(image: np.ndarray, views: int, *, fine_image: np.ndarray | None = None,
              protocol: str = "fine", supersample: int = 2, projector: str = "linear",
              snr_db: float | None = None, sigma: float | None = None, seed=0,
-             name: str = "image") -> Sample:
+             name: str = "image", air_level: float = 0.0) -> Sample:
     """A :class:`Sample` from an N x N ground truth.
 
     ``fine_image`` is the object on the finer grid for ``protocol="fine"``; without
-    it the truth is upsampled piecewise-constantly by ``supersample``.
+    it the truth is upsampled piecewise-constantly by ``supersample``. ``air_level``: see
+    :class:`Sample`.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2 or image.shape[0] != image.shape[1] or image.size == 0:
@@ -118,7 +124,7 @@ def simulate(image: np.ndarray, views: int, *, fine_image: np.ndarray | None = N
     sinogram, noise = add_noise(clean, snr_db=snr_db, sigma=sigma, seed=seed)
     meta = {"protocol": protocol, "supersample": supersample if protocol == "fine" else 1,
             "truth_projector": projector, "snr_db": snr_db if snr_db is not None else "none"}
-    return Sample(geometry, sinogram, image, noise, name, meta)
+    return Sample(geometry, sinogram, image, noise, name, meta, air_level)
 
 
 def phantom_images(phantom_id: int, size: int = 128, seed: int = 0, supersample: int = 2

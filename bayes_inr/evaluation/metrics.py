@@ -40,8 +40,11 @@ page, ``docs/metrics.md``, states them with formulas):
   one-draw reconstruction's CRPS is its mean absolute error. Lower is better; it
   ranks methods on accuracy and calibration at once.
 - Pixel sets (:data:`SUPPORTS`): every calibration figure is given on the
-  **object** (true value > 0), the **background** (true value 0, air) and all
-  pixels, with the share of pixels tied with at least one draw.
+  **object** (true value above the air level), the **background** (air: true value at
+  or below it) and all pixels, with the share of pixels tied with at least one draw.
+  The air level is 0 for phantoms, whose air is exactly 0, and -950 HU in the window for
+  CT slices, whose air reads a little above 0 (:func:`bayes_inr.data.images.air_level`);
+  a run file records it with its truth (:func:`bayes_inr.posterior.air_level`).
 - Coverage map: per-pixel |x - m| / s.
 
 ``draws`` arrays hold S draws on axis 0: shape (S, N, N), or (S, ...) in general,
@@ -72,7 +75,7 @@ PIT_GRID = np.linspace(0.0, 1.0, 101)
 """Grid on which the PIT error compares the PIT values' CDF with the uniform CDF."""
 
 SUPPORTS = ("object", "background", "all")
-"""Pixel sets of the calibration figures, the object (true value > 0) first."""
+"""Pixel sets of the calibration figures, the object (true value above the air level) first."""
 
 PAPER_DELTAS = np.linspace(0.0, 0.1, 101)
 """Default widening grid for :func:`paper_delta_ece` (image units, step 0.001).
@@ -230,10 +233,10 @@ def ssim(estimate, truth) -> float:
 # ----------------------------------------------------------------------------- predictive
 
 
-def support_masks(truth) -> dict[str, np.ndarray]:
-    """Boolean masks of the pixel sets of :data:`SUPPORTS`: object = truth > 0."""
+def support_masks(truth, air_level: float = 0.0) -> dict[str, np.ndarray]:
+    """Boolean masks of the pixel sets of :data:`SUPPORTS`: object = truth > ``air_level``."""
     truth = np.asarray(truth, dtype=np.float64)
-    obj = truth > 0
+    obj = truth > air_level
     return {"object": obj, "background": ~obj, "all": np.ones_like(obj)}
 
 
@@ -493,11 +496,11 @@ def score(idata, truth=None) -> dict:
 
     Reads only the InferenceData: the pooled draws of ``posterior_predictive.image``
     over all chains with their weights (:func:`bayes_inr.posterior.draw_weights`:
-    ensemble members 1/K each), and ``constant_data.ground_truth`` unless ``truth`` is
-    given. Also returns ``method``, ``n_draws`` and ``object_share`` (share of object
-    pixels).
+    ensemble members 1/K each), ``constant_data.ground_truth`` unless ``truth`` is
+    given, and its air level (:func:`bayes_inr.posterior.air_level`). Also returns
+    ``method``, ``n_draws``, ``air_level`` and ``object_share`` (share of object pixels).
     """
-    from ..posterior import draw_weights, image_draws, run_attrs
+    from ..posterior import air_level, draw_weights, image_draws, run_attrs
 
     draws = image_draws(idata)
     weights = draw_weights(idata)
@@ -511,10 +514,12 @@ def score(idata, truth=None) -> dict:
         truth = constant["ground_truth"].values
     draws, truth = _draws_truth(draws, truth)
     mean, _ = predictive_moments(draws, weights)
-    masks = support_masks(truth)
+    level = air_level(idata)
+    masks = support_masks(truth, level)
     result: dict = {
         "method": run_attrs(idata).get("method"),
         "n_draws": int(draws.shape[0]),
+        "air_level": level,
         "psnr": psnr(mean, truth),
         "ssim": ssim(mean, truth),
         "object_share": float(masks["object"].mean()),

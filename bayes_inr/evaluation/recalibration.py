@@ -136,13 +136,14 @@ def moments(draws, weights=None) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(var + EPS)
 
 
-def residuals(draws, truth, weights=None) -> np.ndarray:
-    """Normalised residuals z = (x - m) / s of the object pixels (truth > 0), flattened."""
+def residuals(draws, truth, weights=None, air_level: float = 0.0) -> np.ndarray:
+    """Normalised residuals z = (x - m) / s of the object pixels (truth > ``air_level``,
+    :func:`bayes_inr.evaluation.metrics.support_masks`), flattened."""
     mean, sd = moments(draws, weights)
     truth = np.asarray(truth, dtype=np.float64)
     if truth.shape != mean.shape:
         raise InputError(f"truth shape {truth.shape} does not match the draws' {mean.shape}")
-    obj = truth > 0
+    obj = metrics.support_masks(truth, air_level)["object"]
     return (truth[obj] - mean[obj]) / sd[obj]
 
 
@@ -239,7 +240,8 @@ class Calibration:
         """A calibration from the object residuals of each calibration image."""
         counts = [int(np.size(z)) for z in z_per_image]
         if not counts or min(counts) == 0:
-            raise InputError("every calibration image needs object pixels (true value > 0)")
+            raise InputError("every calibration image needs object pixels (true value above "
+                             "its air level)")
         z = np.concatenate([np.ravel(v) for v in z_per_image]).astype(np.float64)
         if not np.isfinite(z).all():
             raise InputError("the normalised residuals hold non-finite values")
@@ -400,7 +402,8 @@ def benchmark_index(dataset: xr.Dataset) -> dict[str, dict]:
             sample = benchmark_sample(dataset, image_id, v)
             key = provenance.data_hash(sample.sinogram, sample.geometry.angles,
                                        sample.ground_truth)
-            index[key] = {"image_id": image_id, "views": v, "split": split_of[image_id]}
+            index[key] = {"image_id": image_id, "views": v, "split": split_of[image_id],
+                          "air_level": sample.air_level}
     return index
 
 
@@ -468,10 +471,12 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         raise InputError("two runs are of the same data (equal data_hash): each image once")
     records, z, zero = [], [], 0
     for idata, about in zip(runs, abouts, strict=True):
-        records.append(about | validation_split(about, index, vouch))
+        entry = validation_split(about, index, vouch)  # the benchmark's air level, if known
+        level = float(entry.get("air_level", posterior.air_level(idata)))
+        records.append(about | entry | {"air_level": level})
         draws, truth = posterior.image_draws(idata), _truth(idata, about["path"])
-        z.append(residuals(draws, truth, posterior.draw_weights(idata)))
-        zero += int(((draws == draws[:1]).all(axis=0) & (truth > 0)).sum())
+        z.append(residuals(draws, truth, posterior.draw_weights(idata), level))
+        zero += int(((draws == draws[:1]).all(axis=0) & (truth > level)).sum())
     first = abouts[0]
     held_out = held_out_scores(z, predictive) if len(z) > 1 else []
     return Calibration.from_residuals(
@@ -564,6 +569,7 @@ def apply(idata, calibration_path, n_draws: int = DRAWS):
         angles=idata.observed_data["angle"].values, method=f"{attrs.get('method')}+recal",
         config=posterior.config(idata) | {"recalibration": source | {"draws": n_draws}},
         settings={"recalibration": source | {"draws": n_draws}}, ground_truth=truth,
+        air_level=posterior.air_level(idata),
         device=attrs.get("device", "cpu"))
     out.attrs.update(source)
     for group in out.groups():

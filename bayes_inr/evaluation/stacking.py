@@ -7,11 +7,12 @@ the simplex, chosen on validation images and then applied, unchanged, to new ima
 
 **Fit.** For every w on a grid of the simplex (step ``step``, default 0.1: 11 weights for
 two methods, 66 for three), the mixture of each validation image's runs is scored by its
-object CRPS (true value > 0) and the PSNR of its mean; the chosen w has the lowest mean
-object CRPS over the images, the higher mean PSNR breaking ties (:data:`metrics.RANKING`,
-the order in which sweeps rank configurations). The CRPS is a proper score, so the choice
-rewards a sharp *and* calibrated mixture, not a wide one. The weights at the corners (one
-method alone) are on the grid, so a stack never loses to its components on validation.
+object CRPS (true value above the air level) and the PSNR of its mean; the chosen w has the
+lowest mean object CRPS over the images, the higher mean PSNR breaking ties
+(:data:`metrics.RANKING`, the order in which sweeps rank configurations). The CRPS is a
+proper score, so the choice rewards a sharp *and* calibrated mixture, not a wide one. The
+weights at the corners (one method alone) are on the grid, so a stack never loses to its
+components on validation.
 
 **What it promises.** Nothing beyond what validation shows: the weights are one choice
 made on a few images. The file keeps the grid's validation scores, mean and per image, so
@@ -122,19 +123,23 @@ class Stack:
         return stack
 
 
-def _image_parts(runs: Sequence) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Each run's image draws and draw weights, and the ground truth (of the first)."""
+def _image_parts(runs: Sequence, record: dict
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, float]:
+    """Each run's image draws and draw weights, the ground truth (of the first) and its air
+    level: the benchmark's (in ``record``, the first run's :func:`validation_split` entry)
+    where known, else the run's."""
     truth = np.asarray(runs[0].constant_data["ground_truth"].values, dtype=np.float64)
     return ([posterior.image_draws(r) for r in runs],
-            [posterior.draw_weights(r) for r in runs], truth)
+            [posterior.draw_weights(r) for r in runs], truth,
+            float(record.get("air_level", posterior.air_level(runs[0]))))
 
 
 def grid_scores(draws: Sequence[np.ndarray], weights: Sequence[np.ndarray], truth: np.ndarray,
-                grid: np.ndarray) -> list[dict]:
+                grid: np.ndarray, air_level: float = 0.0) -> list[dict]:
     """Object CRPS and PSNR of the mixture of one image's components (draws and draw
     weights of each) at every weight vector of ``grid``; these are the scores
     :func:`bayes_inr.posterior.mix` followed by :func:`metrics.score` gives."""
-    obj = metrics.support_masks(truth)["object"]
+    obj = metrics.support_masks(truth, air_level)["object"]
     rows = []
     for w in grid:
         keep = [k for k in range(len(draws)) if w[k] > 0]
@@ -203,8 +208,12 @@ def fit_stack(runs: Sequence[Sequence], labels: Sequence[str],
                                      "and configuration")
         components.append({"label": label} | about)
     grid = simplex_grid(len(labels), step)
-    per_image = np.array([[(row["crps_object"], row["psnr"]) for row in
-                           grid_scores(*_image_parts(image), grid)] for image in runs])
+    per_image = []
+    for image, record in zip(runs, records, strict=True):
+        draws, weights, truth, level = _image_parts(image, record[0])
+        per_image.append([(row["crps_object"], row["psnr"])
+                          for row in grid_scores(draws, weights, truth, grid, level)])
+    per_image = np.array(per_image)
     means = per_image.mean(axis=0)  # (grid, 2)
     rows = tuple({"weights": [float(v) for v in w], "crps_object": float(c), "psnr": float(p),
                   "crps_object_images": [float(v) for v in per_image[:, i, 0]],

@@ -225,7 +225,8 @@ def _assemble(sample: Sample, config: FitConfig, configs: list[FitConfig], fits:
     idata = posterior.build(
         [posterior.image_draws(member) for member in fits], sinogram=sample.sinogram,
         angles=sample.geometry.angles, method=method_label(len(configs)), config=record,
-        ground_truth=sample.ground_truth, seed=config.seed, wall_time=seconds,
+        ground_truth=sample.ground_truth, air_level=sample.air_level, seed=config.seed,
+        wall_time=seconds,
         device=config.device, chain_labels=labels, settings=settings(config, members))
     member_json = np.array([json.dumps(c, sort_keys=True) for c in stored], dtype=object)
     idata.posterior_predictive = idata.posterior_predictive.assign_coords(

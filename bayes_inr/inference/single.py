@@ -234,7 +234,8 @@ def _run_svi(method: SVIFit, sample: Sample, config: FitConfig, model: CTModel, 
     idata = posterior.build(
         images[None], sinogram=sample.sinogram, angles=sample.geometry.angles,
         method=config.inference, config=record, ground_truth=sample.ground_truth,
-        seed=config.seed, wall_time=earlier + time.perf_counter() - start,
+        air_level=sample.air_level, seed=config.seed,
+        wall_time=earlier + time.perf_counter() - start,
         device=config.device, extra_constant={"loss": (("step",), np.asarray(result.losses))},
         settings=run.settings, forward=model.operator, sigma=_guide_sigma(model, result.guide))
     if checkpoint is not None:
@@ -256,7 +257,8 @@ def _sample_state(sample: Sample) -> dict:
             "ground_truth": None if truth is None
             else torch.from_numpy(np.array(truth, dtype=np.float32)),
             "size": sample.geometry.size, "n_detectors": sample.geometry.n_detectors,
-            "noise_sigma": sample.noise_sigma, "name": sample.name}
+            "noise_sigma": sample.noise_sigma, "name": sample.name,
+            "air_level": sample.air_level}
 
 
 def check_svi_resumable(state: dict, record: dict, sample: Sample) -> None:
@@ -323,6 +325,7 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
         record["map_seconds"] = time.perf_counter() - start
     meta = {"sinogram": sample.sinogram, "angles": sample.geometry.angles,
             "method": config.inference, "config": record, "ground_truth": sample.ground_truth,
+            "air_level": sample.air_level,
             "seed": config.seed, "device": config.device, "settings": run.settings}
 
     def inference_data():
@@ -386,7 +389,7 @@ def resume_inputs(path: Path, overrides: dict
     const = idata.constant_data
     truth = const["ground_truth"].values if "ground_truth" in const else None
     sample = Sample(geometry, sinogram, truth, noise_sigma=stored.get("sigma_used"),
-                    name=Path(path).stem)
+                    name=Path(path).stem, air_level=posterior.air_level(idata))
     return sample, config, idata
 
 
@@ -398,7 +401,8 @@ def svi_resume_inputs(checkpoint: Path, overrides: dict) -> tuple[Sample, FitCon
                         int(data["n_detectors"]))
     truth = data["ground_truth"]
     sample = Sample(geometry, data["sinogram"].numpy(), None if truth is None else truth.numpy(),
-                    noise_sigma=data["noise_sigma"], name=data["name"])
+                    noise_sigma=data["noise_sigma"], name=data["name"],
+                    air_level=data.get("air_level", 0.0))
     return sample, _stored_config(state["config"], overrides), state
 
 

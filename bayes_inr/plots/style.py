@@ -207,7 +207,7 @@ class _Run:
             self.error = (self.mean - self.truth) ** 2
             if self.stochastic:
                 self.cmap = metrics.coverage_map(draws, self.truth, weights)
-                masks = metrics.support_masks(self.truth)
+                masks = metrics.support_masks(self.truth, posterior.air_level(idata))
                 for support in CURVE_SUPPORTS:
                     mask = masks[support]
                     if mask.any():

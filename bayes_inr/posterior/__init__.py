@@ -57,11 +57,21 @@ imports nothing from inference; it re-exports their public names, the API used a
 """
 
 from .mixture import mix
-from .read import chain_means, config, draw_weights, image_draws, run_attrs, trim_partial
+from .read import (
+    air_level,
+    chain_means,
+    config,
+    draw_weights,
+    image_draws,
+    run_attrs,
+    trim_partial,
+    with_air_level,
+)
 from .schema import build, from_reconstruction, representative_pixels
 from .store import load, save
 
 __all__ = [
+    "air_level",
     "build",
     "chain_means",
     "config",
@@ -74,4 +84,5 @@ __all__ = [
     "run_attrs",
     "save",
     "trim_partial",
+    "with_air_level",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core.errors import InputError
-from .read import _draw_counts, draw_weights, image_draws, run_attrs
+from .read import _draw_counts, air_level, draw_weights, image_draws, run_attrs
 from .read import config as run_config
 from .schema import build
 
@@ -109,6 +109,7 @@ def mix(runs: Sequence, weights: Sequence[float], labels: Sequence[str]):
                   method="mixture(" + ", ".join(f"{c['label']} {c['weight']:g}"
                                                 for c in components) + ")",
                   config={"mixture": components}, ground_truth=truth,
+                  air_level=air_level(first),
                   seed=attrs.get("seed"), device=attrs.get("device", "cpu"),
                   wall_time=sum(float(run_attrs(r).get("wall_time", 0.0)) for r in runs),
                   chain_labels=chain_labels,

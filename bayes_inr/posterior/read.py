@@ -84,6 +84,27 @@ def run_attrs(idata: az.InferenceData) -> dict:
     return dict(pp.attrs) if pp is not None else {}
 
 
+def air_level(idata: az.InferenceData) -> float:
+    """The run's air level: true values at or below it are air, the background of the
+    calibration figures (the ``air_level`` attribute of ``constant_data.ground_truth``, see
+    :func:`build`); 0 when none is recorded (no truth, or a file written before it was)."""
+    constant = getattr(idata, "constant_data", None)
+    if constant is None or "ground_truth" not in constant:
+        return 0.0
+    return float(constant["ground_truth"].attrs.get("air_level", 0.0))
+
+
+def with_air_level(idata: az.InferenceData, level: float) -> az.InferenceData:
+    """``idata`` with its ground truth's air level set to ``level`` (in place): for a run
+    file written before the level was stored, read by a caller that knows its data."""
+    if not 0.0 <= level < 1.0:
+        raise InputError(f"air_level must be in [0, 1), got {level}")
+    constant = getattr(idata, "constant_data", None)
+    if constant is not None and "ground_truth" in constant:
+        constant["ground_truth"].attrs["air_level"] = float(level)
+    return idata
+
+
 def config(idata: az.InferenceData) -> dict:
     """The configuration stored with the draws (decoded JSON; {} when none is stored)."""
     text = run_attrs(idata).get("config")

@@ -181,6 +181,7 @@ def build(
     method: str,
     config: Mapping | None,
     ground_truth=None,
+    air_level: float = 0.0,
     seed: int | None = None,
     wall_time: float | None = None,
     device="cpu",
@@ -208,6 +209,9 @@ def build(
     config : dict
         The full configuration; stored as JSON.
     ground_truth : array (y, x), optional
+    air_level : float
+        True values at or below it are air (:class:`bayes_inr.data.sample.Sample`), stored
+        as the ``air_level`` attribute of ``constant_data.ground_truth``.
     seed, wall_time, device
         Provenance attributes (``wall_time`` in seconds).
     sample_stats, posterior : dict of name -> array (chain, draw, ...), optional
@@ -334,7 +338,10 @@ def build(
                 f"ground_truth shape {truth.shape} does not match the images' {(ny, nx)}"
             )
         check_finite("ground_truth", truth)
-        constant["ground_truth"] = (("y", "x"), truth)
+        if not 0.0 <= air_level < 1.0:
+            raise InputError(f"air_level must be in [0, 1), got {air_level}")
+        constant["ground_truth"] = xr.Variable(("y", "x"), truth,
+                                               attrs={"air_level": float(air_level)})
     for name, value in (extra_constant or {}).items():
         if name in ("angle", "ground_truth"):
             raise InputError(f"extra_constant may not redefine {name!r}")
@@ -359,6 +366,7 @@ def from_reconstruction(
     method: str,
     config: Mapping | None = None,
     ground_truth=None,
+    air_level: float = 0.0,
     wall_time: float | None = None,
     seed: int | None = None,
     device="cpu",
@@ -372,5 +380,5 @@ def from_reconstruction(
     if image.ndim != 2:
         raise InputError(f"image must have dims (y, x), got shape {image.shape}")
     return build(image[None, None], sinogram=sinogram, angles=angles, method=method,
-                 config=config, ground_truth=ground_truth, seed=seed,
+                 config=config, ground_truth=ground_truth, air_level=air_level, seed=seed,
                  wall_time=wall_time, device=device)

@@ -253,8 +253,8 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
 
     page.para(f"{len(entries)} run{'s' if len(entries) > 1 else ''}, generated {stamp} by "
               f"bayes_inr {__version__}. Images lie in [0, 1]; PSNR uses data range 1. "
-              "Calibration is scored on the object (true value > 0) first: air is easy to "
-              "be calibrated on; `_all` columns are over every pixel, `tied_all` is the "
+              "Calibration is scored on the object (true value above the air level: 0 for "
+              "phantoms, -950 HU for CT slices) first: air is easy to be calibrated on; `_all` columns are over every pixel, `tied_all` is the "
               "share of pixels whose truth equals a draw. From the randomised PIT of each "
               "pixel (its truth ranked among its S draws plus itself, ties spread): "
               "coverage_90 is the share of PITs in [0.05, 0.95], below_90 / above_90 the "
@@ -297,7 +297,7 @@ def report(runs, out, *, labels: Sequence[str] | None = None, title: str | None 
                       "shown; the squared error, coverage map, reliability curve and ECE "
                       "need a ground truth.")
         if n >= 2 and _has_truth(entry.idata):
-            page.para("Calibration by pixel set (object: true value > 0):")
+            page.para(f"Calibration by pixel set (object: true value > {row['air_level']:g}):")
             page.pre(metrics.calibration_table(row))
         path = posterior_figure(entry.idata, out / f"{entry.label}_posterior.png",
                                          title=entry.label, spread="variance")
