@@ -19,10 +19,11 @@
    Fourier features), BBB with the KL factor 1 (the ELBO itself) and with the
    package default 1e-3, and DE-5 (five MAP fits, an equally weighted mixture). Each is
    compared with the reference by :func:`bayes_inr.evaluation.reference.compare` on the
-   object (true value > 0). Each one with more than one draw is also recalibrated
-   (split-conformal scaling, :mod:`bayes_inr.evaluation.recalibration`) on its fits to the
-   other four validation phantoms and compared again ("+ recal"; its fit seconds are
-   those of the four calibration fits).
+   object (true value above the air level, 0 for phantoms). Each one with more than one
+   draw is also recalibrated (split-conformal scaling,
+   :mod:`bayes_inr.evaluation.recalibration`) on its fits to the other four validation
+   phantoms and compared again ("+ recal"; its fit seconds are those of the four
+   calibration fits).
 
 Writes ``OUT/reference.md`` (the tables) and ``OUT/reference.png`` (maps per method).
 """
@@ -45,7 +46,7 @@ from bayes_inr.core.atomic import atomic_path
 from bayes_inr.core.provenance import config_hash, git_state
 from bayes_inr.data.benchmark import benchmark_ids, benchmark_sample, load_benchmark
 from bayes_inr.evaluation.convergence import pixel_convergence
-from bayes_inr.evaluation.metrics import predictive_moments, psnr, score
+from bayes_inr.evaluation.metrics import predictive_moments, psnr, score, support_masks
 from bayes_inr.evaluation.recalibration import calibrate, recalibrated_draws, run_moments
 from bayes_inr.evaluation.reference import compare, std_ratio, wasserstein
 from bayes_inr.inference.baselines.classical import reconstruct
@@ -211,7 +212,7 @@ def main() -> None:
     data = dataset()
     sample = benchmark_sample(data, 0, 20)
     truth = sample.ground_truth
-    obj = truth > 0
+    obj = support_masks(truth, sample.air_level)["object"]
     reference = load_config("hmc_reference", **quick)
     log("reference:")
     hmc, hmc_seconds = run("hmc", reference, sample, log)

@@ -539,11 +539,12 @@ Notes.
   2x finer grid (no inverse crime); real CT slices at 40 dB SNR. The paper: 256 x 256,
   sinograms made with the reconstruction operator (its protocol; profile `paper`), its own
   phantoms. The paper's columns are its test (or validation) means, not a rerun.
-- `obj` columns are on the object (pixels whose true value is > 0); `all` columns on every
-  pixel. Calibration comes from the randomised rank PIT (truth ranked among its draws plus
-  itself, ties spread), so coverage is not inflated or deflated by the draw count; CRPS is
-  that of the draws' empirical distribution (a one-draw method's is its mean absolute
-  error); ensembles weigh every member 1/K. Definitions: docs/metrics.md.
+- `obj` columns are on the object (pixels whose true value is above the air level: 0 for
+  the phantoms, -950 HU for real CT, whose clipped air noise reads a little above 0); `all`
+  columns on every pixel. Calibration comes from the randomised rank PIT (truth ranked
+  among its draws plus itself, ties spread), so coverage is not inflated or deflated by
+  the draw count; CRPS is that of the draws' empirical distribution (a one-draw method's
+  is its mean absolute error); ensembles weigh every member 1/K. Definitions: docs/metrics.md.
 - `paper-δ ECE` is the authors' score: every interval widened by the delta (0 to 0.1) that
   minimises the ECE *against the ground truth being scored*, with the paper's interval rule
   (interpolated quantiles). It is not a calibration score; it is here only as the
