@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,10 +67,9 @@ def table_rows(table: Path) -> tuple[dict, dict]:
                 key = (row["dataset"], row["split"], int(row["views"]), int(row["image_id"]))
                 if row["method"] == "TV":
                     tv[key] = row
-                if row["method"].startswith("DE-") and "top" not in row["method"]:
-                    n = int(row["method"].removeprefix("DE-"))
-                    if n > rows.get(key, (0, None))[0]:
-                        rows[key] = (n, row)
+                seeded = re.fullmatch(r"DE-(\d+)", row["method"])  # not "top N", "TV spread"
+                if seeded and int(seeded[1]) > rows.get(key, (0, None))[0]:
+                    rows[key] = (int(seeded[1]), row)
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{path} is not a Table 1 table ({type(err).__name__}: {err})") from None
     return {key: row for key, (_, row) in rows.items()}, tv

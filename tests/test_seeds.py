@@ -30,9 +30,11 @@ def ensemble(truth, config):
 
 
 def write_table(table: Path, idata, config_hash=None, tv=None):
-    """Table 1 rows DE-2 and DE-6 of ``idata`` (under ``config_hash`` if given) and, with
-    ``tv``, a TV row of that run."""
-    runs = {m: idata for m in ("DE-2", f"DE-{len(OFFSETS)}")} | ({"TV": tv} if tv else {})
+    """Table 1 rows DE-2, DE-6 and the larger DE-8 of the top 8 and DE-10 with TV spread
+    (other ensembles than the seeds') of ``idata`` (under ``config_hash`` if given) and,
+    with ``tv``, a TV row of that run."""
+    labels = ("DE-2", f"DE-{len(OFFSETS)}", "DE-8, top 8", "DE-10, TV spread 3")
+    runs = dict.fromkeys(labels, idata) | ({"TV": tv} if tv else {})
     rows = [{"dataset": "phantoms", "split": "val", "views": V, "image_id": 3, "method": m,
              "config_hash": config_hash or posterior.run_attrs(run)["config_hash"],
              "data_hash": posterior.run_attrs(run)["data_hash"]} for m, run in runs.items()]
@@ -62,6 +64,8 @@ def test_member_psnrs_and_the_worst_against_the_median(tmp_path):
                                        ground_truth=truth, config={"method": "tv"})
     posterior.save(tv, tmp_path / "runs" / "tv_phantom_4v_3.nc")
     write_table(tmp_path, idata, tv=tv)
+    ensembles, _ = seeds.table_rows(tmp_path)
+    assert [row["method"] for row in ensembles.values()] == [f"DE-{len(OFFSETS)}"]
     (record,) = seeds.collect(tmp_path)
     np.testing.assert_allclose(record["over_tv"], record["ratios"] / record["ratios"][0])
     assert record["over_tv"][0] == pytest.approx(1.0)
