@@ -318,6 +318,8 @@ def test_noisy_air_counts_as_background_above_the_air_level():
     masks = metrics.support_masks(truth, 0.025)
     assert (masks["object"] == (truth == 0.5)).all()
     assert (masks["background"] == ~masks["object"]).all()
+    header = metrics.score_table([air]).splitlines()[0].split()
+    assert "ece_object" in header and "air_level" not in header  # a set's definition
 
 
 def test_coverage_map_known_case():

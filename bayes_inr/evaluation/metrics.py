@@ -564,7 +564,8 @@ def score_table(rows: list[dict], columns: Sequence[str] | None = None) -> str:
     Floats are shown with three decimals (three significant digits below 0.1), text
     left-aligned, numbers right-aligned.
     Columns default to :data:`SUMMARY_COLUMNS` present in the rows, then any other
-    keys that are not per-support scores, in order of first appearance.
+    keys that are not per-support scores nor the pixel sets' definition (``object_share``,
+    ``air_level``), in order of first appearance.
     """
     if columns is None:
         seen: list[str] = []
@@ -573,7 +574,7 @@ def score_table(rows: list[dict], columns: Sequence[str] | None = None) -> str:
                 if key not in seen:
                     seen.append(key)
         per_support = {f"{m.name}_{s}" for m in METRICS.values() if m.per_support
-                       for s in SUPPORTS} | {"object_share"}
+                       for s in SUPPORTS} | {"object_share", "air_level"}
         columns = [c for c in SUMMARY_COLUMNS if c in seen] + [
             c for c in seen if c not in SUMMARY_COLUMNS and c not in per_support
         ]
