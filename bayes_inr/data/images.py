@@ -172,8 +172,9 @@ def load_image(
 
 def window_air_level(window: tuple[float, float]) -> float:
     """The windowed value of :data:`AIR_HU` for a window ``(lo, hi)`` in HU, in [0, 1]
-    (0.025 for :data:`DEFAULT_HU_WINDOW`; 0 when the window starts above it)."""
-    lo, hi = (float(v) for v in window)
+    (0.025 for :data:`DEFAULT_HU_WINDOW`; 0 when the window starts above it); a window that
+    is not two finite numbers with hi > lo is an :class:`InputError`."""
+    lo, hi = _check_window(window)
     return float(np.clip((AIR_HU - lo) / (hi - lo), 0.0, 1.0))
 
 
