@@ -20,14 +20,14 @@ more than 1 dB below the median (1.55 dB) and no other; on the real-CT validatio
 views with ``mcd_real_20`` at omega0 2 (the factor was chosen at 4) it flagged six of twenty
 members, none more than 1 dB below the median: the two worst (0.8 dB below) and four
 0.1-0.4 dB below (five when refitted: the two worst, 0.9 dB below, and three 0.3-0.4 dB
-below). On the real-CT validation slices at 60 views, refitted, it flags the five members
-more than 1 dB below their median and one other. The sharper scale spreads the members' misfits, so there it over-flags, a
-false alarm that costs a refit, not a wrong image. It says nothing about an optimum
+below). The sharper scale spreads the members' misfits, so there it over-flags, a false
+alarm that costs a refit, not a wrong image. At 60 views, refitted, it flags the five
+members more than 1 dB below their median and one other. It says nothing about an optimum
 every seed shares: on two test phantoms every member lost 1.6-3.0 dB to TV together.
 
 A single fit has no siblings to compare with, and the reference it does have, the TV image
 it started from, does not separate: on the validation images the members more than 1 dB
-below their median leave 1.87-2.46 times the TV image's misfit, the others 1.28-4.10 (and
+below their median leave 2.46-3.18 times the TV image's misfit, the others 1.35-4.10 (and
 4-10 at 5 views, where the INR fits the data less tightly than TV), so no factor flags the
 first without the second (``seeds.md``, column ``misfit / TV``). A poor optimum is
 detected by fitting more than one seed, which an ensemble does.
