@@ -425,6 +425,13 @@ def validation_split(about: dict, index: dict | None, vouch: bool) -> dict:
     return {"split": "val", "split_verified": False}
 
 
+def entry_air_level(entry: dict, idata) -> float:
+    """The air level of a run's image: its benchmark's (``entry``, from
+    :func:`validation_split`) where known, so that run files written before the level was
+    recorded draw the same object, else the run's own."""
+    return float(entry.get("air_level", posterior.air_level(idata)))
+
+
 def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
               benchmark: xr.Dataset | None = None, dataset: str | None = None,
               vouch: bool = False, predictive: str = "residuals") -> Calibration:
@@ -471,8 +478,8 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         raise InputError("two runs are of the same data (equal data_hash): each image once")
     records, z, zero = [], [], 0
     for idata, about in zip(runs, abouts, strict=True):
-        entry = validation_split(about, index, vouch)  # the benchmark's air level, if known
-        level = float(entry.get("air_level", posterior.air_level(idata)))
+        entry = validation_split(about, index, vouch)
+        level = entry_air_level(entry, idata)
         records.append(about | entry | {"air_level": level})
         draws, truth = posterior.image_draws(idata), _truth(idata, about["path"])
         z.append(residuals(draws, truth, posterior.draw_weights(idata), level))

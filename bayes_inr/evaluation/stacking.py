@@ -44,7 +44,7 @@ from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..posterior.mixture import check_same_data
 from . import metrics
-from .recalibration import KEYS, benchmark_index, run_about, validation_split
+from .recalibration import KEYS, benchmark_index, entry_air_level, run_about, validation_split
 
 FORMAT = "bayes_inr-stack-1"
 STEP = 0.1
@@ -126,12 +126,11 @@ class Stack:
 def _image_parts(runs: Sequence, record: dict
                  ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, float]:
     """Each run's image draws and draw weights, the ground truth (of the first) and its air
-    level: the benchmark's (in ``record``, the first run's :func:`validation_split` entry)
-    where known, else the run's."""
+    level (:func:`entry_air_level` of ``record``, the first run's :func:`validation_split`
+    entry)."""
     truth = np.asarray(runs[0].constant_data["ground_truth"].values, dtype=np.float64)
     return ([posterior.image_draws(r) for r in runs],
-            [posterior.draw_weights(r) for r in runs], truth,
-            float(record.get("air_level", posterior.air_level(runs[0]))))
+            [posterior.draw_weights(r) for r in runs], truth, entry_air_level(record, runs[0]))
 
 
 def grid_scores(draws: Sequence[np.ndarray], weights: Sequence[np.ndarray], truth: np.ndarray,
