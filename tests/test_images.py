@@ -104,6 +104,8 @@ def test_air_level_is_minus_950_hu_in_the_window(tmp_path, ct_path):
     assert air_level(ct_path, window=(-1050.0, 950.0)) == pytest.approx(0.05)
     np.save(tmp_path / "image.npy", np.zeros((4, 4)))
     assert air_level(tmp_path / "image.npy") == 0.0  # not HU: air is 0
+    with pytest.raises(InputError, match="not found"):
+        air_level(tmp_path / "missing")
     for bad in ((0.0, 0.0), (100.0, -100.0), (float("nan"), 1.0), (1.0,)):
         with pytest.raises(InputError, match="window"):
             window_air_level(bad)

@@ -181,8 +181,11 @@ def window_air_level(window: tuple[float, float]) -> float:
 def air_level(path: str | os.PathLike, window: tuple[float, float] | None = None) -> float:
     """The value at or below which a pixel of ``load_image(path, window=window)`` is air:
     :func:`window_air_level` of the window for a DICOM file (values in HU), 0 for the
-    others (their values are not HU, and their air is taken to be exactly 0)."""
+    others (their values are not HU, and their air is taken to be exactly 0). A missing
+    file is an :class:`InputError`."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file {str(path)!r} not found")
     suffix = path.suffix.lower()
     if suffix in _DICOM_SUFFIXES or (suffix == "" and _is_dicom(path)):
         return window_air_level(DEFAULT_HU_WINDOW if window is None else window)
