@@ -65,6 +65,9 @@ ensemble of the ranked configurations."""
 PREDICTIVE_FILES = {"residuals": "", "symmetric": "_symmetric"}
 """Form of the recalibrated predictive -> suffix of its calibration file's name."""
 
+FLOOR_FILES = {"fit": "", "none": "_nofloor"}
+"""Variance floor of the calibration -> the further suffix of its file's name."""
+
 
 def write_markdown(path: Path, lines: list[str]) -> None:
     """Write a results table atomically and print it."""
@@ -136,16 +139,19 @@ def main() -> int:
     test = job_runs(data, dataset, args.views, "test", label, ranked)
     stem = OUT / f"{args.method}_{dataset.key}_{args.views}v"
     runs = [read() for _, read in val]
-    files, held_out = {}, []  # row name -> calibration file, one per form
-    for form, suffix in PREDICTIVE_FILES.items():
-        calibration = calibrate(runs, [p.name for p, _ in val], benchmark=data,
-                                dataset=dataset.path, predictive=form)
-        files[f"recalibrated, {form}"] = save_calibration(
-            calibration, stem.with_name(stem.name + suffix + ".json"))
-        mean = calibration.held_out_mean()
-        held_out.append(f"{form} ECE {mean['ece']:.3f}, cov90 {mean['coverage_90']:.2f} ("
-                        + ", ".join(f"{h['ece']:.3f} / {h['coverage_90']:.2f}"
-                                    for h in calibration.held_out) + ")")
+    files, held_out, floors = {}, [], {}  # row name -> calibration file, per form and floor
+    for floor, floor_suffix in FLOOR_FILES.items():
+        for form, suffix in PREDICTIVE_FILES.items():
+            calibration = calibrate(runs, [p.name for p, _ in val], benchmark=data,
+                                    dataset=dataset.path, predictive=form, floor=floor)
+            name = f"{form}{'' if floor == 'fit' else ', no floor'}"
+            files[f"recalibrated, {name}"] = save_calibration(
+                calibration, stem.with_name(stem.name + suffix + floor_suffix + ".json"))
+            floors[floor] = calibration.floor
+            mean = calibration.held_out_mean()
+            held_out.append(f"{name} ECE {mean['ece']:.3f}, cov90 {mean['coverage_90']:.2f} ("
+                            + ", ".join(f"{h['ece']:.3f} / {h['coverage_90']:.2f}"
+                                        for h in calibration.held_out) + ")")
     rows = {"raw": []} | {name: [] for name in files}
     for _, read in test:
         idata = read()
@@ -161,14 +167,16 @@ def main() -> int:
              f"{' with uncommitted changes' if dirty else ''}, "
              f"{time.perf_counter() - start:.0f} s). Calibration: "
              f"{calibration.n_pixels} object pixels of {calibration.n_images} validation "
-             f"images; k_0.5 = {calibration.multiplier(0.5):.3f}, k_0.9 = "
+             f"images; fitted variance floor {floors['fit']:.3g} (sd "
+             f"{np.sqrt(floors['fit']):.3g}; no floor: {floors['none']:g}); without it, "
+             f"k_0.5 = {calibration.multiplier(0.5):.3f}, k_0.9 = "
              f"{calibration.multiplier(0.9):.3f} (pixel-pooled; the image-level k_0.9 with "
              f"{calibration.n_images} images is {calibration.multiplier(0.9, 'image'):.3f}). "
              "Means over the test images "
              f"{', '.join(p.stem.rpartition('_')[2] for p, _ in test)}; "
-             "the recalibrated predictive is m + s Z with Z shaped as the validation "
-             "residuals, or symmetric with the conformal multipliers (the image unchanged; "
-             "docs/guide/recalibration.md).",
+             "the recalibrated predictive is m + s Z, s = sqrt(s_draws^2 + floor), with Z "
+             "shaped as the validation residuals, or symmetric with the conformal "
+             "multipliers (the image unchanged; docs/guide/recalibration.md).",
              "",
              "Each validation image held out, calibrated on the others (object, mean and per "
              "image, the validation-only estimate of the recalibrated rows): "

@@ -23,6 +23,7 @@ from .data.benchmark import load_benchmark
 from .evaluation import metrics
 from .evaluation.recalibration import (
     DRAWS,
+    FLOORS,
     PREDICTIVES,
     Calibration,
     _truth,
@@ -53,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
                    "residuals (default; may move the image), or symmetric with the conformal "
                    "multipliers (keeps the image; its central intervals are the conformal "
                    "ones)")
+    f.add_argument("--floor", choices=FLOORS, default="fit",
+                   help="variance floor tau^2 of s = sqrt(s_draws^2 + tau^2): fitted on the "
+                   "runs by Gaussian likelihood (default), or none (1e-6; the conformal bound "
+                   "then holds exactly)")
     f.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     a = sub.add_parser("apply", help="a run's recalibrated predictive")
     a.add_argument("run", type=Path, help="run file (.nc), not one of the calibration runs")
@@ -71,13 +76,14 @@ def _fit_command(args) -> None:
                     [str(path.resolve()) for path in args.runs],
                     benchmark=benchmark, dataset=None if args.dataset is None
                     else str(args.dataset.resolve()), vouch=args.vouch_validation,
-                    predictive=args.predictive)
+                    predictive=args.predictive, floor=args.floor)
     save_calibration(cal, args.out)
     ks = ", ".join(f"k_{q:g} = {cal.multiplier(q):.3f} (image units: "
                    f"{cal.multiplier(q, 'image'):.3f})" for q in (0.5, 0.9))
     print(f"wrote {args.out}: {cal.method}, {cal.views} views, {cal.predictive} predictive, "
-          f"{cal.n_pixels} object pixels "
-          f"of {cal.n_images} validation image(s) ({cal.n_zero_sd} with s_draws = 0); {ks}")
+          f"variance floor {cal.floor:.3g} (sd {np.sqrt(cal.floor):.3g}), {cal.n_pixels} "
+          f"object pixels of {cal.n_images} validation image(s) ({cal.n_zero_sd} with "
+          f"s_draws = 0); {ks}")
     if cal.held_out:
         print(held_out_line(cal))
     if not cal.split_verified:
@@ -96,7 +102,7 @@ def held_out_line(cal: Calibration) -> str:
 def _coverage_line(idata, calibration: Calibration) -> str:
     """Object coverage of the run's conformal intervals at 0.5 and 0.9."""
     truth = _truth(idata, "the run")
-    mean, sd = run_moments(idata)
+    mean, sd = run_moments(idata, calibration.floor)
     obj = metrics.support_masks(truth, posterior.air_level(idata))["object"]
     parts = []
     for q in (0.5, 0.9):

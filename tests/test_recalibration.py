@@ -19,9 +19,11 @@ from bayes_inr.evaluation.recalibration import (
     FORMAT,
     LEVELS,
     Calibration,
+    apply,
     calibrate,
     check_applicable,
     conformal_quantile,
+    fit_floor,
     held_out_scores,
     image_weights,
     interval,
@@ -209,12 +211,16 @@ def test_held_out_images_estimate_the_calibration_on_a_new_image(predictive):
     mean_i (2 Phi(k / sd_i) - 1) = 0.9, so the widest image is under-covered and the
     narrowest over-covered (the negative control)."""
     rng = np.random.default_rng(11)
-    alike = held_out_scores([rng.standard_normal(20000) for _ in range(3)], predictive)
+
+    def errors(sd):  # z = e / sqrt(1 + EPS): the draw variances are 1, no floor fitted
+        return sd * rng.standard_normal(20000), np.ones(20000)
+
+    alike = held_out_scores([errors(1.0) for _ in range(3)], predictive, "none")
     for image in alike:
         assert image["coverage_90"] == pytest.approx(0.9, abs=0.01)
         assert image["ece"] < 0.02
     scales = (0.5, 1.0, 2.0)
-    unlike = held_out_scores([sd * rng.standard_normal(20000) for sd in scales], predictive)
+    unlike = held_out_scores([errors(sd) for sd in scales], predictive, "none")
     for j, sd in enumerate(scales):
         others = [v for i, v in enumerate(scales) if i != j]
         k = optimize.brentq(lambda t, o=others: np.mean([2 * stats.norm.cdf(t / v) - 1
@@ -224,7 +230,7 @@ def test_held_out_images_estimate_the_calibration_on_a_new_image(predictive):
     assert unlike[0]["coverage_90"] > 0.97 and unlike[2]["coverage_90"] < 0.75
     assert unlike[0]["ece"] > 0.2 and unlike[2]["ece"] > 0.2  # against < 0.02 above
     with pytest.raises(InputError, match="at least 2"):
-        held_out_scores([rng.standard_normal(10)])
+        held_out_scores([errors(1.0)])
 
 
 # ----------------------------------------------------------------------------- runs
@@ -254,7 +260,7 @@ def test_ensemble_member_weights_are_respected():
     assert not np.allclose(z, residuals(pooled, truth))
     mean, _ = run_moments(idata)
     np.testing.assert_allclose(mean, 0.5 * single + 0.5 * wide.mean(axis=0))
-    cal = calibrate([idata], vouch=True)
+    cal = calibrate([idata], vouch=True, floor="none")
     np.testing.assert_allclose(cal.z_quantiles, np.quantile(z, LEVELS, method="weibull"))
 
 
@@ -294,12 +300,81 @@ def test_zero_sd_pixels_use_the_variance_floor():
     assert np.isfinite(z).all()
     np.testing.assert_allclose(z[0], (truth[0] - 0.5) / math.sqrt(EPS))
     assert z[0, 0] == 0.0
-    cal = calibrate([run(draws[None], truth)], vouch=True)
-    assert cal.n_zero_sd == N
+    cal = calibrate([run(draws[None], truth)], vouch=True, floor="none")
+    assert cal.n_zero_sd == N and cal.floor == EPS
     mean, sd = moments(draws)
     recal = recalibrated_draws(mean, sd, cal)
     assert np.isfinite(recal).all() and (recal[:, 0].std(axis=0) > 0).all()
     np.testing.assert_allclose(sd[0], math.sqrt(EPS))
+
+
+def floored_errors(rng, n, floor, factor=1.0, tiny_share=0.5):
+    """Errors e ~ Normal(0, factor^2 (v + floor)) of n pixels, a ``tiny_share`` of them with
+    draws that nearly agree (v ~ 1e-8) and the rest spread (v ~ U(1e-4, 1e-3))."""
+    v = np.where(rng.uniform(size=n) < tiny_share, 1e-8, rng.uniform(1e-4, 1e-3, n))
+    return factor * np.sqrt(v + floor) * rng.standard_normal(n), v
+
+
+def test_fitted_floor_recovers_the_variance_the_draws_miss():
+    """The maximum-likelihood floor of errors with a known floor, over a scale factor that
+    the profile likelihood ignores; with no floor in the errors it stays near EPS."""
+    rng = np.random.default_rng(12)
+    for factor in (0.7, 2.0):
+        pairs = [floored_errors(rng, 20000, 2e-4, factor) for _ in range(2)]
+        assert fit_floor(pairs) == pytest.approx(2e-4, rel=0.1)
+    assert fit_floor([floored_errors(rng, 20000, 0.0)]) < 2e-6
+    with pytest.raises(InputError, match="same object pixels"):
+        fit_floor([(np.zeros(3), np.zeros(2))])
+
+
+def test_fitted_floor_carries_to_images_with_another_mix_of_pixels():
+    """Two images with one error model, e ~ N(0, v + 2e-4), but different shares of pixels
+    whose draws agree (10 % and 90 %): with the fitted floor each is calibrated when held
+    out; with the draws' own spread (no floor) z is not alike across the images and each
+    held-out image misses (the control)."""
+    rng = np.random.default_rng(13)
+    pairs = [floored_errors(rng, 20000, 2e-4, tiny_share=share) for share in (0.1, 0.9)]
+    fitted_out = held_out_scores(pairs, "residuals", "fit")
+    plain_out = held_out_scores(pairs, "residuals", "none")
+    for fit_image, plain_image in zip(fitted_out, plain_out, strict=True):
+        assert fit_image["ece"] < 0.02
+        assert abs(fit_image["coverage_90"] - 0.9) < 0.015
+        assert plain_image["ece"] > 0.1
+
+
+def test_calibrations_keep_their_floor_and_old_files_read_as_eps(tmp_path):
+    rng = np.random.default_rng(14)
+    pairs = [floored_errors(rng, 5000, 2e-4)]
+    cal = Calibration.from_errors(pairs)
+    assert cal.floor == pytest.approx(2e-4, rel=0.2)
+    np.testing.assert_allclose(  # quantiles of the floored z
+        cal.z_quantiles, np.quantile(pairs[0][0] / np.sqrt(pairs[0][1] + cal.floor), LEVELS,
+                                     method="weibull"))
+    path = save_calibration(cal, tmp_path / "cal.json")
+    assert load_calibration(path)[0].floor == cal.floor
+    content = json.loads(path.read_text())
+    content.pop("floor")  # a file written before the floor existed
+    path.write_text(json.dumps(content))
+    assert load_calibration(path)[0].floor == EPS
+    for bad in (0.0, math.nan):
+        with pytest.raises(InputError, match="variance floor must be"):
+            Calibration.from_residuals([pairs[0][0]], floor=bad)
+    with pytest.raises(InputError, match="unknown floor 'zero'"):
+        Calibration.from_errors(pairs, floor="zero")
+
+
+def test_apply_normalises_with_the_calibration_floor(bench):
+    """The recalibrated draws are m + sqrt(s_draws^2 + floor) Z_i."""
+    idata = bench["idata"]
+    cal_path = bench["folder"] / "floor_cal.json"
+    cal = calibrate([idata[i] for i in range(5)], benchmark=bench["dataset"])
+    assert cal.floor > EPS
+    save_calibration(cal, cal_path)
+    recal = apply(idata[5], cal_path, 30)
+    mean, sd = run_moments(idata[5], cal.floor)
+    np.testing.assert_allclose(recal.posterior_predictive["image"].values[0],
+                               recalibrated_draws(mean, sd, cal, 30))
+    assert not np.allclose(sd, run_moments(idata[5])[1])
 
 
 @pytest.fixture(scope="module")
@@ -364,13 +439,13 @@ def test_cli_round_trip(bench, capsys):
     folder, runs = bench["folder"], bench["runs"]
     cal_path, out = folder / "cal.json", folder / "test_5_recal.nc"
     val = [str(runs[i]) for i in range(5)]
-    code = main(["fit", *val, "--dataset", str(bench["path"]),
-                               "--out", str(cal_path)])
+    code = main(["fit", *val, "--dataset", str(bench["path"]), "--floor", "none",
+                 "--out", str(cal_path)])
     assert code == 0, capsys.readouterr().err
     content = json.loads(cal_path.read_text())
     assert content["format"] == FORMAT
     assert (content["method"], content["views"], content["split"]) == ("mcd", 4, "val")
-    assert content["split_verified"] and content["n_images"] == 5
+    assert content["split_verified"] and content["n_images"] == 5 and content["floor"] == EPS
     loaded = [bench["idata"][i] for i in range(5)]
     objects = sum(int((r.constant_data["ground_truth"].values > 0).sum()) for r in loaded)
     assert content["n_pixels"] == objects and len(content["z_quantiles"]) == LEVELS.size

@@ -4,16 +4,27 @@ This replaces the authors' interval widening, which was tuned on the test ground
 
 **Fit.** From the validation runs of one method (one configuration) at one view count on
 one dataset, pool the normalised residuals z = (x - m) / s over the validation **object**
-pixels (true value x > 0): m and s^2 are the predictive mean and variance of the pixel, the
-weighted moments of its draws (:func:`bayes_inr.posterior.draw_weights`: ensemble members
-weigh 1/K each), and s = sqrt(s_draws^2 + eps) with ``eps = metrics.EPS = 1e-6``, the
-variance floor of the NLL: a pixel whose draws all agree (s_draws = 0: a clipped head, a
-one-draw method) gets s = 1e-3 instead of a division by zero. The calibration file keeps the
-quantiles of z and the conformal multipliers of |z| on a fixed level grid, and where the
-runs came from (:class:`Calibration`). Runs of the test split are refused: their split is
-found by matching each run's ``data_hash`` against the images of the benchmark file
-(:func:`benchmark_index`); a run that matches none is refused unless the user vouches that
-it is a validation image.
+pixels (true value x above the image's air level): m and s_draws^2 are the predictive mean
+and variance of the pixel, the weighted moments of its draws
+(:func:`bayes_inr.posterior.draw_weights`: ensemble members weigh 1/K each), and
+s = sqrt(s_draws^2 + tau^2) with a **variance floor** tau^2 (:class:`Calibration`'s ``floor``),
+one of two (``floor`` of :func:`calibrate`):
+
+- ``"fit"`` (the default): tau^2 >= eps maximises the Gaussian likelihood of the pooled
+  errors x - m under variances c^2 (s_draws^2 + tau^2), c^2 profiled out
+  (:func:`fit_floor`). It stands for the error the draws do not spread over (a smooth
+  basis's miss, a clipped head certain of a wrong value), which is about the same size
+  wherever the draws agree: without it a pixel with tiny s_draws gets a huge z, and the
+  quantiles of z, set by such pixels, stretch every other pixel's interval;
+- ``"none"``: tau^2 = eps = ``metrics.EPS`` = 1e-6, the variance floor of the NLL, so s is
+  the draws' own spread (a pixel whose draws all agree, s_draws = 0, gets s = 1e-3 instead
+  of a division by zero).
+
+The calibration file keeps the floor, the quantiles of z and the conformal multipliers of |z|
+on a fixed level grid, and where the runs came from (:class:`Calibration`). Runs of the test
+split are refused: their split is found by matching each run's ``data_hash`` against the
+images of the benchmark file (:func:`benchmark_index`); a run that matches none is refused
+unless the user vouches that it is a validation image.
 
 **Split-conformal interval** at level q: m +/- k_q s, where k_q is the
 ceil((n + 1) q)-th smallest |z| of the n calibration pixels, infinite when
@@ -69,12 +80,18 @@ calibration pixels and the new pixel. What it is and is not:
 The recalibrated predictive's equal-tailed intervals share the same assumptions, up to the
 interpolation of the stored quantiles (O(1 / n) and the grid step).
 
+*Fitted floor*: the bound is exact for a score function fixed before the calibration pixels
+are seen. A fitted floor is one number fitted on the same pixels, so with ``"fit"`` the bound
+holds only approximately (one parameter on n pixels: an effect expected of order 1 / n, not
+bounded here); ``"none"`` keeps it exact.
+
 **Held out on validation.** Whether the images are exchangeable enough can be checked before
 any test image is seen: with K >= 2 calibration images, each image j is scored (object ECE,
 50 % and 90 % coverage, PIT error, exactly as the metrics score a recalibrated run) under the
-calibration fitted on the other K - 1 (:func:`held_out_scores`; the file's ``held_out``). Their
-mean estimates the recalibrated predictive's calibration on a new image *like the validation
-images*; a test score much worse than it says the test images are not like them.
+calibration fitted on the other K - 1, floor included (:func:`held_out_scores`; the file's
+``held_out``). Their mean estimates the recalibrated predictive's calibration on a new image
+*like the validation images*; a test score much worse than it says the test images are not
+like them.
 
 One module although it is long: it is one method, whose fit, application and calibration
 file share the level grid and the residual definitions above. The command line is
@@ -93,6 +110,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from scipy import optimize
 
 from .. import __version__, posterior
 from ..core import provenance
@@ -117,6 +135,9 @@ DRAWS = 100
 PREDICTIVES = ("residuals", "symmetric")
 """The two forms of the recalibrated predictive (see the module notes)."""
 
+FLOORS = ("fit", "none")
+"""How a calibration sets its variance floor tau^2 (see the module notes)."""
+
 UNITS = ("pixel", "image")
 """What the conformal guarantee takes as exchangeable (see the module notes)."""
 
@@ -130,21 +151,65 @@ KEYS = ("method", "views", "shape", "config_hash", "members")
 # ----------------------------------------------------------------------------- numpy core
 
 
-def moments(draws, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel predictive mean m and floored sd s = sqrt(var + EPS) of weighted draws."""
+def moments(draws, weights=None, floor: float = EPS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel predictive mean m and floored sd s = sqrt(var + floor) of weighted draws."""
     mean, var = metrics.predictive_moments(draws, weights)
-    return mean, np.sqrt(var + EPS)
+    return mean, np.sqrt(var + floor)
 
 
-def residuals(draws, truth, weights=None, air_level: float = 0.0) -> np.ndarray:
-    """Normalised residuals z = (x - m) / s of the object pixels (truth > ``air_level``,
-    :func:`bayes_inr.evaluation.metrics.support_masks`), flattened."""
-    mean, sd = moments(draws, weights)
+def object_errors(draws, truth, weights=None, air_level: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The errors x - m and draw variances s_draws^2 of the object pixels (truth above
+    ``air_level``, :func:`bayes_inr.evaluation.metrics.support_masks`), flattened."""
+    mean, var = metrics.predictive_moments(draws, weights)
     truth = np.asarray(truth, dtype=np.float64)
     if truth.shape != mean.shape:
         raise InputError(f"truth shape {truth.shape} does not match the draws' {mean.shape}")
     obj = metrics.support_masks(truth, air_level)["object"]
-    return (truth[obj] - mean[obj]) / sd[obj]
+    return truth[obj] - mean[obj], var[obj]
+
+
+def residuals(draws, truth, weights=None, air_level: float = 0.0, floor: float = EPS
+              ) -> np.ndarray:
+    """Normalised residuals z = (x - m) / s, s = sqrt(s_draws^2 + floor), of the object
+    pixels (:func:`object_errors`), flattened."""
+    error, var = object_errors(draws, truth, weights, air_level)
+    return error / np.sqrt(var + floor)
+
+
+def fit_floor(errors: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The variance floor tau^2 >= EPS that maximises the Gaussian likelihood of pooled
+    errors e ~ Normal(0, c^2 (v + tau^2)), c^2 profiled out.
+
+    With c^2 at its maximum mean(e^2 / (v + tau^2)), minus the mean log-likelihood is, up to
+    constants, mean log(v + tau^2) + log mean(e^2 / (v + tau^2)): minimised over log tau^2 on
+    a grid from EPS to 100 mean(e^2), then refined by bounded Brent around the best point.
+
+    Parameters
+    ----------
+    errors : sequence of (e, v)
+        Per calibration image, its object errors x - m and draw variances
+        (:func:`object_errors`).
+    """
+    e = np.concatenate([np.ravel(a) for a, _ in errors]).astype(np.float64)
+    v = np.concatenate([np.ravel(b) for _, b in errors]).astype(np.float64)
+    if e.size == 0 or e.shape != v.shape:
+        raise InputError("fitting a variance floor needs the errors and variances of the "
+                         "same object pixels")
+
+    def objective(log_floor: float) -> float:
+        total = v + math.exp(log_floor)
+        return float(np.mean(np.log(total)) + math.log(np.mean(e**2 / total)))
+
+    top = math.log(max(100.0 * float(np.mean(e**2)), 10.0 * EPS))
+    grid = np.linspace(math.log(EPS), top, 61)
+    values = [objective(u) for u in grid]
+    best = int(np.argmin(values))
+    if best == 0:
+        return EPS
+    lo, hi = grid[best - 1], grid[min(best + 1, grid.size - 1)]
+    found = optimize.minimize_scalar(objective, bounds=(lo, hi), method="bounded")
+    return float(math.exp(found.x)) if found.fun <= values[best] else float(np.exp(grid[best]))
 
 
 def conformal_quantile(scores, q, weights=None) -> np.ndarray:
@@ -202,7 +267,8 @@ class Calibration:
     positions j / (n + 1), interpolated), ``abs_z`` the conformal multipliers k_q of |z| at
     ``levels`` with the pixels as units, ``abs_z_image`` with the images as units (see the
     module notes); +inf where unbounded. ``predictive`` is the form of the recalibrated
-    predictive, one of :data:`PREDICTIVES` (files without it are ``"residuals"``).
+    predictive, one of :data:`PREDICTIVES` (files without it are ``"residuals"``). ``floor``
+    is the variance floor tau^2 of s = sqrt(s_draws^2 + tau^2) (files without it: EPS).
     """
 
     levels: np.ndarray
@@ -212,8 +278,9 @@ class Calibration:
     n_pixels: int
     n_images: int
     n_zero_sd: int = 0
-    """Calibration pixels whose draws all agree (s_draws = 0: s is the floor sqrt(EPS))."""
+    """Calibration pixels whose draws all agree (s_draws = 0: s is sqrt(floor))."""
     predictive: str = "residuals"
+    floor: float = EPS
     method: str | None = None
     views: int | None = None
     shape: tuple[int, ...] | None = None
@@ -234,6 +301,22 @@ class Calibration:
         if self.predictive not in PREDICTIVES:
             raise InputError(f"unknown recalibrated predictive {self.predictive!r}; choose one "
                              f"of {', '.join(PREDICTIVES)}")
+        if not (math.isfinite(self.floor) and self.floor >= EPS):
+            raise InputError(f"variance floor must be finite and at least {EPS:g}, got "
+                             f"{self.floor}")
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[tuple[np.ndarray, np.ndarray]], floor: str = "fit",
+                    **about) -> Calibration:
+        """A calibration from the object errors and draw variances of each calibration image
+        (:func:`object_errors`), its variance floor set as ``floor`` says (:data:`FLOORS`)."""
+        if floor not in FLOORS:
+            raise InputError(f"unknown floor {floor!r}; choose one of {', '.join(FLOORS)}")
+        if not errors:
+            raise InputError("give at least one calibration image")
+        tau2 = fit_floor(errors) if floor == "fit" else EPS
+        return cls.from_residuals([e / np.sqrt(v + tau2) for e, v in errors], floor=tau2,
+                                  **about)
 
     @classmethod
     def from_residuals(cls, z_per_image: Sequence[np.ndarray], **about) -> Calibration:
@@ -319,7 +402,8 @@ class Calibration:
 def recalibrated_draws(mean, sd, calibration: Calibration, n_draws: int = DRAWS
                        ) -> np.ndarray:
     """S = ``n_draws`` draws m + s Z_i of the recalibrated predictive, shape (S, *m.shape),
-    Z_i the quantile of Z at level (i + 1) / (S + 1)."""
+    Z_i the quantile of Z at level (i + 1) / (S + 1); ``sd`` floored with the calibration's
+    floor (:func:`run_moments`)."""
     if n_draws < 2:
         raise InputError(f"a recalibrated predictive needs at least 2 draws, got {n_draws}")
     z = calibration.z_at((np.arange(n_draws) + 1.0) / (n_draws + 1.0))
@@ -327,24 +411,28 @@ def recalibrated_draws(mean, sd, calibration: Calibration, n_draws: int = DRAWS
     return mean[None] + sd[None] * z.reshape(-1, *([1] * mean.ndim))
 
 
-def held_out_scores(z_per_image: Sequence[np.ndarray], predictive: str = "residuals",
-                    n_draws: int = DRAWS) -> list[dict[str, float]]:
+def held_out_scores(errors: Sequence[tuple[np.ndarray, np.ndarray]],
+                    predictive: str = "residuals", floor: str = "fit", n_draws: int = DRAWS
+                    ) -> list[dict[str, float]]:
     """Leave one calibration image out: for each image j, the calibration figures
-    :data:`HELD_OUT` of its residuals ``z_per_image[j]`` under the recalibrated predictive
-    (form ``predictive``, ``n_draws`` draws) fitted on the other images.
+    :data:`HELD_OUT` of its object pixels under the recalibrated predictive (form
+    ``predictive``, ``n_draws`` draws) calibrated on the other images, floor included.
 
-    The figures are those :func:`bayes_inr.evaluation.metrics.calibration` gives the
-    recalibrated run of image j on its object pixels: its draws m + s Z_i rank the truth x
-    as the Z_i rank z = (x - m) / s, so the residuals suffice. Needs at least 2 images.
+    ``errors[j]`` holds image j's object errors x - m and draw variances
+    (:func:`object_errors`). The figures are those
+    :func:`bayes_inr.evaluation.metrics.calibration` gives the recalibrated run of image j:
+    its draws m + s Z_i rank the truth x as the Z_i rank z = (x - m) / s, so the errors
+    suffice. Needs at least 2 images.
     """
-    if len(z_per_image) < 2:
+    if len(errors) < 2:
         raise InputError("leaving one image out needs at least 2 calibration images")
     levels = (np.arange(n_draws) + 1.0) / (n_draws + 1.0)
     out = []
-    for j, z in enumerate(z_per_image):
-        others = [v for i, v in enumerate(z_per_image) if i != j]
-        draws = Calibration.from_residuals(others, predictive=predictive).z_at(levels)
-        z = np.ravel(z).astype(np.float64)
+    for j, (error, var) in enumerate(errors):
+        cal = Calibration.from_errors([pair for i, pair in enumerate(errors) if i != j],
+                                      floor, predictive=predictive)
+        z = np.ravel(error / np.sqrt(var + cal.floor)).astype(np.float64)
+        draws = cal.z_at(levels)
         figures = metrics.calibration(np.broadcast_to(draws[:, None], (n_draws, z.size)), z)
         out.append({key: figures[key] for key in HELD_OUT})
     return out
@@ -353,7 +441,8 @@ def held_out_scores(z_per_image: Sequence[np.ndarray], predictive: str = "residu
 def interval(mean, sd, calibration: Calibration, q: float, unit: str = "pixel"
              ) -> tuple[np.ndarray, np.ndarray]:
     """Bounds m -/+ k_q s of the split-conformal interval at level ``q`` (see the module
-    notes for its guarantee); ``mean, sd`` from :func:`moments` or :func:`run_moments`."""
+    notes for its guarantee); ``mean, sd`` from :func:`moments` or :func:`run_moments` with
+    the calibration's floor."""
     k = calibration.multiplier(q, unit)
     mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
     return mean - k * sd, mean + k * sd
@@ -362,9 +451,9 @@ def interval(mean, sd, calibration: Calibration, q: float, unit: str = "pixel"
 # ----------------------------------------------------------------------------- runs
 
 
-def run_moments(idata) -> tuple[np.ndarray, np.ndarray]:
+def run_moments(idata, floor: float = EPS) -> tuple[np.ndarray, np.ndarray]:
     """:func:`moments` of a run's pooled draws with their weights (ensembles 1/K each)."""
-    return moments(posterior.image_draws(idata), posterior.draw_weights(idata))
+    return moments(posterior.image_draws(idata), posterior.draw_weights(idata), floor)
 
 
 def _truth(idata, name: str) -> np.ndarray:
@@ -434,7 +523,8 @@ def entry_air_level(entry: dict, idata) -> float:
 
 def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
               benchmark: xr.Dataset | None = None, dataset: str | None = None,
-              vouch: bool = False, predictive: str = "residuals") -> Calibration:
+              vouch: bool = False, predictive: str = "residuals", floor: str = "fit"
+              ) -> Calibration:
     """A :class:`Calibration` from validation runs of one method, configuration and view
     count.
 
@@ -454,6 +544,9 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
         ``split_verified`` false) instead of refusing them.
     predictive : str
         The form of the recalibrated predictive, one of :data:`PREDICTIVES`.
+    floor : str
+        The variance floor, one of :data:`FLOORS`: fitted on the runs (:func:`fit_floor`)
+        or the fixed EPS.
 
     Raises
     ------
@@ -476,18 +569,20 @@ def calibrate(runs: Sequence, names: Sequence[str] | None = None, *,
     hashes = [a["data_hash"] for a in abouts]
     if len(set(hashes)) < len(hashes):
         raise InputError("two runs are of the same data (equal data_hash): each image once")
-    records, z, zero = [], [], 0
+    if floor not in FLOORS:
+        raise InputError(f"unknown floor {floor!r}; choose one of {', '.join(FLOORS)}")
+    records, errors, zero = [], [], 0
     for idata, about in zip(runs, abouts, strict=True):
         entry = validation_split(about, index, vouch)
         level = entry_air_level(entry, idata)
         records.append(about | entry | {"air_level": level})
         draws, truth = posterior.image_draws(idata), _truth(idata, about["path"])
-        z.append(residuals(draws, truth, posterior.draw_weights(idata), level))
+        errors.append(object_errors(draws, truth, posterior.draw_weights(idata), level))
         zero += int(((draws == draws[:1]).all(axis=0) & (truth > level)).sum())
     first = abouts[0]
-    held_out = held_out_scores(z, predictive) if len(z) > 1 else []
-    return Calibration.from_residuals(
-        z, n_zero_sd=zero, predictive=predictive, method=first["method"],
+    held_out = held_out_scores(errors, predictive, floor) if len(errors) > 1 else []
+    return Calibration.from_errors(
+        errors, floor, n_zero_sd=zero, predictive=predictive, method=first["method"],
         views=first["views"], shape=first["shape"], dataset=dataset, split="val",
         split_verified=all(r["split_verified"] for r in records),
         config_hash=first["config_hash"], members=first["members"],
@@ -563,7 +658,7 @@ def apply(idata, calibration_path, n_draws: int = DRAWS):
     """
     calibration, sha = load_calibration(calibration_path)
     check_applicable(calibration, idata)
-    mean, sd = run_moments(idata)
+    mean, sd = run_moments(idata, calibration.floor)
     attrs = posterior.run_attrs(idata)
     constant = getattr(idata, "constant_data", None)
     truth = (constant["ground_truth"].values
