@@ -18,7 +18,8 @@ Nothing is chosen on test: the calibration sees validation images only, and each
 is scored once per predictive.
 
 Writes ``analysis/results/recalibration/METHOD_DATASET_Vv.json`` and ``..._symmetric.json``
-(the calibrations, one per form of the recalibrated predictive) and ``.md`` (the table).
+(the calibrations, one per form of the recalibrated predictive, with the variance floor fitted),
+the same with ``_nofloor`` (``--floor none``), and ``.md`` (the table, raw and all four).
 """
 
 from __future__ import annotations
