@@ -81,9 +81,11 @@ def main() -> int:
     args = parser.parse_args()
     dataset = next(d for d in table1.PROFILES["cpu"].datasets if d.name == args.dataset)
     data = load_benchmark(dataset.path)
-    missing = [table1.run_path(RUNS, stem, dataset, v, i) for v in args.views
-               for stem in args.rows for i in benchmark_ids(data, "all")
-               if not table1.run_path(RUNS, stem, dataset, v, i).is_file()]
+    images = benchmark_ids(data, "all")
+    split = {i: "val" for i in benchmark_ids(data, "val")}
+    paths = [table1.run_path(RUNS, stem, dataset, v, i) for v in args.views
+             for stem in args.rows for i in images]
+    missing = [path for path in paths if not path.is_file()]
     if missing:
         parser.exit(2, f"error: {missing[0]} is missing ({len(missing)} run files): run "
                        "analysis/table1.py first\n")
@@ -102,12 +104,12 @@ def main() -> int:
     for views in args.views:
         for stem in args.rows:
             floor = fitted_floor(stem, dataset.key, views)
-            for image_id in benchmark_ids(data, "all"):
+            for image_id in images:
                 sample = benchmark_sample(data, image_id, views)
                 run = posterior.load(table1.run_path(RUNS, stem, dataset, views, image_id))
                 t = data_terms(run, sample)
-                split = "val" if image_id in benchmark_ids(data, "val") else "test"
-                lines.append(f"| {views} | {ROWS[stem]} | {image_id} ({split}) | "
+                lines.append(f"| {views} | {ROWS[stem]} | {image_id} "
+                             f"({split.get(image_id, 'test')}) | "
                              f"{t['misfit']:.2f} | {t['spread']:.2f} | {t['tau_data']:+.4f} | "
                              f"{t['rms_object']:.4f} | "
                              f"{'-' if floor is None else format(floor, '.4f')} |")

@@ -325,6 +325,9 @@ def test_fitted_floor_recovers_the_variance_the_draws_miss():
     assert fit_floor([floored_errors(rng, 20000, 0.0)]) < 2e-6
     with pytest.raises(InputError, match="same object pixels"):
         fit_floor([(np.zeros(3), np.zeros(2))])
+    for bad in ([], [(np.array([np.nan]), np.ones(1))], [(np.zeros(2), -np.ones(2))]):
+        with pytest.raises(InputError):
+            Calibration.from_errors(bad, "none")
 
 
 def test_fitted_floor_carries_to_images_with_another_mix_of_pixels():

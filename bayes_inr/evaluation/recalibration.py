@@ -177,6 +177,19 @@ def residuals(draws, truth, weights=None, air_level: float = 0.0, floor: float =
     return error / np.sqrt(var + floor)
 
 
+def _check_errors(errors: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Refuse calibration errors that are empty, unpaired, negative in variance or not finite."""
+    if not errors:
+        raise InputError("give at least one calibration image")
+    for e, v in errors:
+        e, v = np.asarray(e, dtype=np.float64), np.asarray(v, dtype=np.float64)
+        if e.size == 0 or e.shape != v.shape:
+            raise InputError("the errors and variances must be of the same object pixels, "
+                             "at least one per image")
+        if not (np.isfinite(e).all() and np.isfinite(v).all() and (v >= 0).all()):
+            raise InputError("the errors and variances must be finite, the variances >= 0")
+
+
 def fit_floor(errors: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """The variance floor tau^2 >= EPS that maximises the Gaussian likelihood of pooled
     errors e ~ Normal(0, c^2 (v + tau^2)), c^2 profiled out.
@@ -191,11 +204,9 @@ def fit_floor(errors: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
         Per calibration image, its object errors x - m and draw variances
         (:func:`object_errors`).
     """
+    _check_errors(errors)
     e = np.concatenate([np.ravel(a) for a, _ in errors]).astype(np.float64)
     v = np.concatenate([np.ravel(b) for _, b in errors]).astype(np.float64)
-    if e.size == 0 or e.shape != v.shape:
-        raise InputError("fitting a variance floor needs the errors and variances of the "
-                         "same object pixels")
 
     def objective(log_floor: float) -> float:
         total = v + math.exp(log_floor)
@@ -312,8 +323,7 @@ class Calibration:
         (:func:`object_errors`), its variance floor set as ``floor`` says (:data:`FLOORS`)."""
         if floor not in FLOORS:
             raise InputError(f"unknown floor {floor!r}; choose one of {', '.join(FLOORS)}")
-        if not errors:
-            raise InputError("give at least one calibration image")
+        _check_errors(errors)
         tau2 = fit_floor(errors) if floor == "fit" else EPS
         return cls.from_residuals([e / np.sqrt(v + tau2) for e, v in errors], floor=tau2,
                                   **about)
