@@ -21,7 +21,7 @@ from bayes_inr.fit import main
 from bayes_inr.inference import single as fit_module
 from bayes_inr.inference.config import FitConfig
 from bayes_inr.inference.fit import fit
-from bayes_inr.inference.single import resume_inputs
+from bayes_inr.inference.single import check_resumable, resume_inputs
 from bayes_inr.inference.svi import checkpoint_path, load_checkpoint
 from bayes_inr.physics import radon, resources
 from bayes_inr.physics.geometry import Geometry, default_detectors
@@ -171,6 +171,18 @@ def test_an_interrupted_svi_fit_resumes_bit_identically(tmp_path, monkeypatch, c
     assert main(["--resume", str(out), "--quiet"]) == 0
     same_run(whole, posterior.load(out))
     assert not checkpoint_path(out).exists()
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_at_its_default():
+    """A checkpoint without ``start_tries`` (recorded before it existed) is the run of
+    ``start_tries`` 1, its default, and of no other value."""
+    import dataclasses
+
+    record = dataclasses.asdict(tiny_config()) | {"prior_used": "normal", "sigma_used": 0.01}
+    stored = {k: v for k, v in record.items() if k != "start_tries"}
+    check_resumable(stored, record)
+    with pytest.raises(InputError, match="another configuration: start_tries"):
+        check_resumable(stored, record | {"start_tries": 3})
 
 
 def test_an_svi_fit_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path):

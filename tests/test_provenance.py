@@ -93,13 +93,14 @@ def test_config_hash_rejects_other_types():
         provenance.config_hash(["not", "a", "mapping"])
 
 
-def test_a_setting_added_later_leaves_old_hashes_alone_at_its_default():
-    """``tv_units`` came after runs were recorded: at its default it is not hashed, so a run
-    file recorded without it keeps its hash; set, it changes the hash."""
+@pytest.mark.parametrize("name, value", [("tv_units", "objective"), ("start_tries", 3)])
+def test_a_setting_added_later_leaves_old_hashes_alone_at_its_default(name, value):
+    """``tv_units`` and ``start_tries`` came after runs were recorded: at their default they
+    are not hashed, so a run file recorded without them keeps its hash; set, they change it."""
     import dataclasses
 
     base = FitConfig(inference="mcd", steps=100, tv_weight=1.0)
-    recorded_before = {k: v for k, v in dataclasses.asdict(base).items() if k != "tv_units"}
+    recorded_before = {k: v for k, v in dataclasses.asdict(base).items() if k != name}
     assert provenance.config_hash(recorded_before) == provenance.config_hash(base)
-    assert (provenance.config_hash(base.replace(tv_units="objective"))
+    assert (provenance.config_hash(base.replace(**{name: value}))
             != provenance.config_hash(base))

@@ -39,7 +39,7 @@ def test_a_network_starts_at_the_tv_image():
     target = tv_image(model, 300)
     # the weight is the model's factor back in TV's units: 3e-4
     assert model.tv_weight * model.sigma ** 2 == pytest.approx(3e-4)
-    fitted = model.inr.render(tv_start(model, 300)).detach().numpy()
+    fitted = model.inr.render(tv_start(model, 300).params).detach().numpy()
     initial = model.inr.render(model.init_params(0)).detach().numpy()
     assert psnr(fitted, target) > 30  # the network renders TV's image closely ...
     assert psnr(initial, target) < 20  # ... which its initial weights do not
@@ -99,13 +99,89 @@ def test_a_start_is_computed_once_per_data_network_and_seed(monkeypatch):
     monkeypatch.setattr(module, "tv_image", lambda *a: solves.append(1) or real(*a))
     sample = phantom_sample(1, 12, 24)
     model = build_model(sample, FitConfig(**SMALL))
-    first = tv_start(model, 100)
+    first = tv_start(model, 100).params
     first["layer0.weight"].zero_()  # a caller's change does not reach the kept start
-    again = tv_start(build_model(sample, FitConfig(**SMALL | {"dropout": 0.2})), 100)
+    again = tv_start(build_model(sample, FitConfig(**SMALL | {"dropout": 0.2})), 100).params
     assert len(solves) == 1
-    torch.testing.assert_close(again, tv_start(model, 100))
+    torch.testing.assert_close(again, tv_start(model, 100).params)
     assert again["layer0.weight"].abs().sum() > 0
     tv_start(model, 100, seed=1)
     tv_start(build_model(phantom_sample(2, 12, 24), FitConfig(**SMALL)), 100)
     tv_start(build_model(sample, FitConfig(**SMALL | {"width": 16})), 100)
     assert len(solves) == 4
+
+
+def _counted_fits(monkeypatch, failing: set[int]) -> list[int]:
+    """Count the fits to the TV image (returns their seeds); the fits with the seeds in
+    ``failing`` fail: they return the initial weights, which render far from the image."""
+    from bayes_inr.inference import tv_start as module
+
+    monkeypatch.setattr(module, "_starts", type(module._starts)())
+    seeds = []
+    real = module.fit_to_image
+
+    def fit(inr, params, image, seed=0):
+        seeds.append(seed)
+        return params if seed in failing else real(inr, params, image, seed=seed)
+
+    monkeypatch.setattr(module, "fit_to_image", fit)
+    return seeds
+
+
+def test_a_start_is_scored_by_its_misfit_over_the_tv_images():
+    """The ratio is the start image's mean squared sinogram residual over the TV image's
+    (computed here by hand): near 1 for a fitted network, far above for its initial
+    weights."""
+    sample = phantom_sample(1, 12, 24)
+    model = build_model(sample, FitConfig(**SMALL))
+    start = tv_start(model, 300)
+    target = torch.as_tensor(tv_image(model, 300))
+
+    def misfit(image):
+        return float(((model.operator(image.float()) - model.sinogram) ** 2).mean())
+
+    image = model.inr.render(start.params).detach()
+    assert start.misfit_ratio == pytest.approx(misfit(image) / misfit(target), rel=1e-5)
+    assert start.misfit_ratio < 2 and start.chosen == 0
+    initial = model.inr.render(model.init_params(0)).detach()
+    assert misfit(initial) / misfit(target) > 50
+
+
+def test_the_best_of_several_fits_is_the_start_of_lowest_misfit(monkeypatch):
+    """Three tries make three fits, from seed s and s + t * stride; a failed first fit is
+    passed over for the next, and a good first fit is kept only if no later one beats it:
+    the start equals the single-try start at the seed of the lowest ratio (the control: with
+    one try the failed fit is the start)."""
+    from bayes_inr.inference.tv_start import START_SEED_STRIDE
+
+    sample = phantom_sample(1, 12, 24)
+    model = build_model(sample, FitConfig(**SMALL))
+    seeds = _counted_fits(monkeypatch, {5})
+    alone = tv_start(model, 300, seed=5)
+    assert seeds == [5] and alone.misfit_ratio > 50
+    seeds = _counted_fits(monkeypatch, {5})
+    best = tv_start(model, 300, seed=5, tries=3)
+    assert seeds == [5 + t * START_SEED_STRIDE for t in range(3)]
+    singles = [tv_start(model, 300, seed=seed) for seed in seeds]
+    chosen = int(np.argmin([start.misfit_ratio for start in singles]))
+    assert best.chosen == chosen > 0 and best.misfit_ratio < 2
+    torch.testing.assert_close(best.params, singles[chosen].params)
+    with pytest.raises(InputError, match="at least 1 try"):
+        tv_start(model, 300, tries=0)
+
+
+def test_a_fit_records_its_start(monkeypatch):
+    """An MCD fit from init tv stores the start's ratio and which try it is in its config:
+    one try keeps a failed fit, two pass it over."""
+    from bayes_inr.posterior import config as run_config
+
+    sample = phantom_sample(2, 12, 24)
+    config = FitConfig(**SMALL | {"init": "tv", "steps": 3, "lr": 1e-5, "draws": 4})
+    _counted_fits(monkeypatch, {0})
+    poor = run_config(fit(sample, config, progress=False))
+    assert poor["start_chosen"] == 0 and poor["start_misfit_ratio"] > 50
+    _counted_fits(monkeypatch, {0})
+    good = run_config(fit(sample, config.replace(start_tries=2), progress=False))
+    assert good["start_chosen"] == 1
+    assert good["start_misfit_ratio"] < poor["start_misfit_ratio"] / 5
+    assert good["start_tries"] == 2

@@ -34,7 +34,7 @@ count changes the rounding of sums, so MCMC draws differ bit for bit across thre
 sampling the same posterior (:data:`bayes_inr.inference.single.RESUME_MAY_CHANGE`)."""
 
 HASHED_WHEN_SET = {"tv_units": "factor", "mass_matrix": "diag", "tv_smoothing": 0.0,
-                   "member_tv_spread": 1.0}
+                   "member_tv_spread": 1.0, "start_tries": 1}
 """Settings added after runs were recorded, with their defaults. At its default such a
 setting is left out of the hash: a run recorded before it existed computed what the default
 computes, and keeps its hash."""

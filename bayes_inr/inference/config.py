@@ -77,6 +77,9 @@ class FitConfig:
                        "init; hmc/nuts: map (a MAP fit per chain), prior (the network init), "
                        "tv (TV with steps iterations) or a saved hmc/nuts run .nc (its last "
                        "draws)")
+    start_tries: int = _field(1, "init tv: fits of a network to the TV image, each from "
+                              "other initial weights; the start is the one whose image "
+                              "explains the sinogram best (a slow fit leaves a poorer start)")
     step_size: float = _field(1.0, "hmc/nuts: initial leapfrog step size (adapted in warmup)")
     num_steps: int = _field(20, "hmc: leapfrog steps per transition, kept fixed while the step "
                             "size adapts; 0: use trajectory_length")
@@ -115,7 +118,7 @@ class FitConfig:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         check_choice("member_inference", self.member_inference, method_names(member=True))
         for name in ("steps", "draws", "particles", "thin", "chains", "max_tree_depth",
-                     "checkpoint_every", "members", "workers"):
+                     "checkpoint_every", "members", "workers", "start_tries"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("warmup", "num_steps", "trajectory_length"):

@@ -31,7 +31,7 @@ import torch
 
 from .. import posterior
 from ..core.errors import InputError
-from ..core.provenance import config_hash, data_hash
+from ..core.provenance import HASHED_WHEN_SET, config_hash, data_hash
 from ..core.threads import torch_threads
 from ..core.workers import threads_per_worker
 from ..data.sample import Sample
@@ -53,7 +53,7 @@ from .svi import (
     load_checkpoint,
     save_checkpoint,
 )
-from .tv_start import tv_start
+from .tv_start import START_KEYS, tv_start
 
 DEFAULT_SIGMA = 0.01
 RESUME_MAY_CHANGE = ("threads", "workers", "checkpoint_every")
@@ -207,9 +207,16 @@ def _run_svi(method: SVIFit, sample: Sample, config: FitConfig, model: CTModel, 
 
     try:
         try:
-            start_weights = (tv_start(model, seed=config.seed)
-                             if config.init == "tv" and resume is None
-                             else model.init_params(config.seed))
+            if config.init == "tv" and resume is None:
+                tv = tv_start(model, seed=config.seed, tries=config.start_tries)
+                start_weights = tv.params
+                record.update(tv.record())
+                stored["config"].update(tv.record())
+            else:
+                start_weights = model.init_params(config.seed)
+                if resume is not None:  # the start of the fit resumed
+                    record.update({key: resume["config"][key] for key in START_KEYS
+                                   if key in resume["config"]})
             guide = method.guide(model, start_weights, config)
             result = fit_svi(model, guide, steps=config.steps, lr=config.lr,
                              lr_final=config.lr_final, kl_factor=method.kl_factor(config),
@@ -315,7 +322,8 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
         try:
             inits = mcmc.initial_points(potential, config.init, config.chains, config.seed,
                                        steps=config.steps, lr=config.lr,
-                                       lr_final=config.lr_final, progress=progress)
+                                       lr_final=config.lr_final, progress=progress,
+                                       start_tries=config.start_tries)
         except KeyboardInterrupt:
             print(f"interrupted while computing the start points of {config.chains} chain(s) "
                   f"(--init {config.init}, {time.perf_counter() - start:.0f} s): no draws yet, "
@@ -357,8 +365,9 @@ def check_resumable(stored: dict, record: dict, what: str = "resumed file") -> N
     :data:`RESUME_MAY_CHANGE`)."""
     names = [f.name for f in dataclasses.fields(FitConfig)] + ["prior_used", "sigma_used"]
     current = json.loads(json.dumps({name: record[name] for name in names}))
-    differ = [name for name, value in current.items()
-              if name not in RESUME_MAY_CHANGE and stored.get(name) != value]
+    differ = [name for name, value in current.items()  # a field added later: its default
+              if name not in RESUME_MAY_CHANGE
+              and stored.get(name, HASHED_WHEN_SET.get(name)) != value]
     if differ:
         raise InputError(f"the {what} is a run of another configuration: "
                          + ", ".join(f"{name} {stored.get(name)!r} there, {current[name]!r} now"
