@@ -89,11 +89,17 @@ def test_an_svi_fit_from_init_tv_keeps_the_tv_image():
 
 
 def test_a_start_is_computed_once_per_data_network_and_seed(monkeypatch):
-    """The same model and seed reuse the start (no second TV solve) and get an equal copy;
-    another seed, another sinogram or another network is solved and fitted anew."""
+    """The same model and seed reuse the start (no second TV solve, no second fit) and get
+    an equal copy; another seed or network is fitted anew on the same TV image, another
+    sinogram is solved anew."""
     from bayes_inr.inference import tv_start as module
 
     monkeypatch.setattr(module, "_starts", type(module._starts)())
+    monkeypatch.setattr(module, "_images", type(module._images)())
+    fits = []
+    real_fit = module.fit_to_image
+    monkeypatch.setattr(module, "fit_to_image", lambda *a, **k: fits.append(1)
+                        or real_fit(*a, **k))
     solves = []
     real = module.tv_image
     monkeypatch.setattr(module, "tv_image", lambda *a: solves.append(1) or real(*a))
@@ -102,13 +108,14 @@ def test_a_start_is_computed_once_per_data_network_and_seed(monkeypatch):
     first = tv_start(model, 100).params
     first["layer0.weight"].zero_()  # a caller's change does not reach the kept start
     again = tv_start(build_model(sample, FitConfig(**SMALL | {"dropout": 0.2})), 100).params
-    assert len(solves) == 1
+    assert len(solves) == 1 and len(fits) == 1
     torch.testing.assert_close(again, tv_start(model, 100).params)
     assert again["layer0.weight"].abs().sum() > 0
     tv_start(model, 100, seed=1)
-    tv_start(build_model(phantom_sample(2, 12, 24), FitConfig(**SMALL)), 100)
     tv_start(build_model(sample, FitConfig(**SMALL | {"width": 16})), 100)
-    assert len(solves) == 4
+    assert len(solves) == 1 and len(fits) == 3
+    tv_start(build_model(phantom_sample(2, 12, 24), FitConfig(**SMALL)), 100)
+    assert len(solves) == 2 and len(fits) == 4
 
 
 def _counted_fits(monkeypatch, failing: set[int]) -> list[int]:
@@ -117,6 +124,7 @@ def _counted_fits(monkeypatch, failing: set[int]) -> list[int]:
     from bayes_inr.inference import tv_start as module
 
     monkeypatch.setattr(module, "_starts", type(module._starts)())
+    monkeypatch.setattr(module, "_images", type(module._images)())
     seeds = []
     real = module.fit_to_image
 

@@ -28,7 +28,8 @@ kept. No fixed bound on the ratio tells a poor start alone: a good start scores 
 
 A process keeps its last few starts (:data:`STARTS_KEPT`), keyed by everything a start
 depends on, so the fits of one image that share a network and a seed (Table 1's BBB and
-MCD, a sweep's trials in one worker) compute it once.
+MCD, a sweep's trials in one worker) compute it once; and its last few TV images, so the
+tries of a start, and other seeds on the same data, solve TV once.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ FIT_LR = (1e-2, 1e-3)
 """Learning rate of :func:`fit_to_image`: the first and the last step's (exponential decay)."""
 
 STARTS_KEPT = 16
-"""Starts :func:`tv_start` keeps in memory (least recently used first out): enough for a
-worker to keep every image of a few sweep trials; a network's start is its weights (about
-0.3 MB for width 128, depth 3)."""
+"""Starts, and TV images, :func:`tv_start` keeps in memory (least recently used first out):
+enough for a worker to keep every image of a few sweep trials; a network's start is its
+weights (about 0.3 MB for width 128, depth 3)."""
 
 START_SEED_STRIDE = 1_000_003
 """Try t of a start from seed s draws its initial weights and pixel batches from seed
@@ -98,6 +99,7 @@ class Start:
 
 
 _starts: OrderedDict[str, Start] = OrderedDict()
+_images: OrderedDict[str, np.ndarray] = OrderedDict()
 
 
 def tv_image(model: CTModel, iterations: int) -> np.ndarray:
@@ -150,24 +152,45 @@ def fit_to_image(inr: INR, params: dict[str, torch.Tensor], image, steps: int = 
     return {name: value.detach() for name, value in weights.items()}
 
 
-def _start_key(model: CTModel, iterations: int, seed: int,
-               params: dict[str, torch.Tensor] | None, tries: int) -> str:
-    """A digest of everything :func:`tv_start` computes from: the data, the TV weight, and
-    a pixel grid's link or a network's architecture, embedding, initial weights ``params``
-    (from ``seed``), fit settings and ``tries``."""
+def _digest(*parts) -> str:
+    """A digest of tensors (dtype, shape, device and values) and other values (their repr)."""
     digest = hashlib.sha256()
-    arrays = [model.sinogram]
-    if params is None:
-        settings = ("grid", model.inr.shape, model.inr.link, model.inr.dtype)
-    else:
-        arrays += [model.inr.embedding, *(params[name] for name in sorted(params))]
-        settings = (model.inr.arch, FIT_STEPS, FIT_BATCH, FIT_LR, seed, tries)
-    for array in arrays:
-        digest.update(f"{array.dtype}{tuple(array.shape)}{array.device}".encode())
-        digest.update(array.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(repr((model.operator.geometry, model.tv_weight * model.sigma ** 2,
-                        iterations, *settings)).encode())
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            digest.update(f"{part.dtype}{tuple(part.shape)}{part.device}".encode())
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            digest.update(repr(part).encode())
     return digest.hexdigest()
+
+
+def _image_key(model: CTModel, iterations: int) -> str:
+    """A digest of everything :func:`tv_image` computes from: the data and the TV weight."""
+    return _digest(model.sinogram, (model.operator.geometry, model.tv_weight * model.sigma ** 2,
+                                    iterations))
+
+
+def _start_key(model: CTModel, iterations: int, seed: int,
+               params: dict[str, torch.Tensor] | None) -> str:
+    """A digest of everything :func:`tv_start` computes from: the TV image's inputs, and a
+    pixel grid's link or a network's architecture, embedding, initial weights ``params``
+    (from ``seed``) and fit settings."""
+    image = _image_key(model, iterations)
+    if params is None:
+        return _digest(image, ("grid", model.inr.shape, model.inr.link, model.inr.dtype))
+    return _digest(image, model.inr.embedding, *(params[name] for name in sorted(params)),
+                   (model.inr.arch, FIT_STEPS, FIT_BATCH, FIT_LR, seed))
+
+
+def _kept(cache: OrderedDict, key: str, make):
+    """``cache[key]``, made by ``make()`` when absent; the least recently used entries
+    beyond :data:`STARTS_KEPT` go."""
+    if key not in cache:
+        cache[key] = make()
+        while len(cache) > STARTS_KEPT:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 def _misfit(model: CTModel, image: torch.Tensor) -> float:
@@ -177,33 +200,21 @@ def _misfit(model: CTModel, image: torch.Tensor) -> float:
     return float(torch.mean(residual.double() ** 2))
 
 
-def _scored(model: CTModel, params: dict[str, torch.Tensor], reference: float, chosen: int
-            ) -> Start:
-    """``params`` as a :class:`Start`, its misfit over ``reference`` (the TV image's)."""
+def _scored(model: CTModel, params: dict[str, torch.Tensor], reference: float) -> Start:
+    """``params`` as the first try's :class:`Start`, its misfit over ``reference`` (the TV
+    image's)."""
     with torch.no_grad():
         rendered = model.inr.render(params).reshape(model.operator.geometry.image_shape)
-    return Start(params, _misfit(model, rendered) / reference, chosen)
-
-
-def _network_start(model: CTModel, image: np.ndarray, params: dict[str, torch.Tensor],
-                   seed: int, tries: int, reference: float) -> Start:
-    """The network fitted to ``image`` from ``params``, and from the weights of ``tries - 1``
-    other seeds: the start of lowest misfit."""
-    starts = []
-    for t in range(tries):
-        seed_t = seed + t * START_SEED_STRIDE
-        weights = fit_to_image(model.inr, params if t == 0 else model.init_params(seed_t),
-                               image, seed=seed_t)
-        starts.append(_scored(model, weights, reference, t))
-    return min(starts, key=lambda start: start.misfit_ratio)
+    return Start(params, _misfit(model, rendered) / reference, 0)
 
 
 def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0, tries: int = 1
              ) -> Start:
     """The start of ``model`` at its TV image (:func:`tv_image`, ``iterations``
     iterations): a pixel grid's values through its inverse link, or a network's weights
-    from seed ``seed`` fitted to it (:func:`fit_to_image`), or the best of ``tries`` such
-    fits (the first from seed ``seed``).
+    from seed ``seed`` fitted to it (:func:`fit_to_image`); with ``tries`` above 1, the
+    start of lowest misfit among those from seeds ``seed + t * START_SEED_STRIDE``,
+    t < ``tries``.
 
     A start computed earlier in the process from the same inputs is returned again (its
     weights copied), without solving or fitting.
@@ -211,17 +222,21 @@ def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0, tri
     if tries < 1:
         raise InputError(f"a start needs at least 1 try, got {tries}")
     grid = isinstance(model.inr, PixelGrid)
+    if tries > 1 and not grid:
+        starts = [tv_start(model, iterations, seed + t * START_SEED_STRIDE)
+                  for t in range(tries)]
+        chosen = int(np.argmin([start.misfit_ratio for start in starts]))
+        return replace(starts[chosen], chosen=chosen)
     params = None if grid else model.init_params(seed)
-    key = _start_key(model, iterations, seed, params, tries)
-    if key not in _starts:
-        image = tv_image(model, iterations)
+
+    def make() -> Start:
+        image = _kept(_images, _image_key(model, iterations),
+                      lambda: tv_image(model, iterations))
         reference = max(_misfit(model, torch.as_tensor(image, device=model.sinogram.device)),
                         torch.finfo(torch.float64).tiny)
-        _starts[key] = (_scored(model, model.inr.params_of(image), reference, 1) if grid
-                        else _network_start(model, image, params, seed, tries, reference))
-        while len(_starts) > STARTS_KEPT:
-            _starts.popitem(last=False)
-    _starts.move_to_end(key)
-    start = _starts[key]
-    return replace(start, params={name: value.clone() for name, value in start.params.items()})
+        fitted = (model.inr.params_of(image) if grid
+                  else fit_to_image(model.inr, params, image, seed=seed))
+        return _scored(model, fitted, reference)
 
+    start = _kept(_starts, _start_key(model, iterations, seed, params), make)
+    return replace(start, params={name: value.clone() for name, value in start.params.items()})
