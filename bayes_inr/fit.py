@@ -299,6 +299,11 @@ def main(argv=None) -> int:
     attrs = posterior.run_attrs(idata)
     print(f"wrote {out} ({attrs['method']}, {len(posterior.image_draws(idata))} draws, "
           f"{attrs['wall_time']:.1f} s)")
+    start = posterior.config(idata)
+    if "start_misfit_ratio" in start:
+        print(f"start at the TV image: data misfit {start['start_misfit_ratio']:.2f} x the TV "
+              f"image's (fit {start['start_chosen'] + 1} of start_tries "
+              f"{start['start_tries']}; a slow fit leaves several times more)")
     if mcmc:
         print(diagnostics(idata))
         for line in convergence.sampler_warnings(idata):

@@ -234,3 +234,18 @@ def test_mcd_at_depth_0_drops_fourier_features(sample32):
     expected = ((model.inr.embedding * mask) @ mean["layer0.weight"].T / keep
                 + mean["layer0.bias"]).reshape(3, 32, 32)
     torch.testing.assert_close(model.inr.render(draws), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_fit_command_reports_its_tv_start(tmp_path, capsys):
+    """A fit from init tv prints its start's misfit over the TV image's and which of its
+    tries it kept; a fit from the network's initial weights prints no such line."""
+    args = ["--config", "none", "--inference", "mcd", "--size", "16", "--views", "8",
+            "--width", "16", "--depth", "2", "--steps", "3", "--draws", "4", "--threads", "1",
+            "--tv-weight", "3e-4", "--tv-units", "objective", "--quiet"]
+    assert main([*args, "--init", "tv", "--start-tries", "2",
+                 "--out", str(tmp_path / "tv.nc")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("start at the TV image"))
+    assert "of start_tries 2;" in line
+    assert main([*args, "--out", str(tmp_path / "cold.nc")]) == 0
+    assert "start at the TV image" not in capsys.readouterr().out
