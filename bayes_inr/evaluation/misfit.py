@@ -26,11 +26,15 @@ members more than 1 dB below their median and one other. It says nothing about a
 every seed shares: on two test phantoms every member lost 1.6-3.0 dB to TV together.
 
 A single fit has no siblings to compare with, and the reference it does have, the TV image
-it started from, does not separate: on the validation images the members more than 1 dB
-below their median leave 2.46-3.18 times the TV image's misfit, the others 1.35-4.10 (and
-4-10 at 5 views, where the INR fits the data less tightly than TV), so no factor flags the
-first without the second (``seeds.md``, column ``misfit / TV``). A poor optimum is
-detected by fitting more than one seed, which an ensemble does.
+it started from, does not separate the final images: on the validation images the members
+more than 1 dB below their median leave 2.46-3.18 times the TV image's misfit, the others
+1.35-4.10 (and 4-10 at 5 views, where the INR fits the data less tightly than TV), so no
+factor flags the first without the second (``seeds.md``, column ``misfit / TV``). What does
+separate them is the start: those members' networks had fitted the TV image slowly, and
+their starts explained the sinogram 6.2-126 times worse than the TV image, most others'
+1.4-3.4 (a slow start does not always cost: one real-CT member at 20 views started at 6.4
+and ended at its median). ``--start-tries`` (:mod:`bayes_inr.inference.tv_start`) keeps
+the best of several starts.
 """
 
 from __future__ import annotations

@@ -15,16 +15,16 @@ CT (``docs/results.md``).
 
 That fit is not equally quick from every initial weights: from some seeds 500 steps leave
 the network a few dB short of the TV image, still improving, and the training on the
-sinogram from such a start ends in a poorer optimum (on Table 1's real-CT validation
-slices at 60 views, every seed more than 1 dB below its seeds' median started so;
-``analysis/start_check.py``). It shows in the data: the start's image explains the
-sinogram several times worse than the TV image it was fitted to, the same check an
-ensemble makes between its members (:mod:`bayes_inr.evaluation.misfit`). So a start
-records :attr:`Start.misfit_ratio`, its data misfit over the TV image's, and with ``tries``
-above 1 the network is fitted that many times (try t of seed s draws its initial weights
-and pixel batches from seed ``s + t * START_SEED_STRIDE``) and the start of lowest misfit
-kept. No fixed bound on the ratio tells a poor start alone: a good start scores 1.4-3.4 at
-20 and 60 views but 3.9-8.3 at 5, where TV fits the few rays very closely.
+sinogram from such a start ends in a poorer optimum (on Table 1's validation images, the
+members more than 1 dB below their seeds' median started so; ``analysis/start_check.py``).
+It shows in the data: the start's image explains the sinogram several times worse than the
+TV image it was fitted to, the same check an ensemble makes between its members
+(:mod:`bayes_inr.evaluation.misfit`). So a start records :attr:`Start.misfit_ratio`, its
+data misfit over the TV image's, and with ``tries`` above 1 the network is fitted that many
+times (try t of seed s draws its initial weights and pixel batches from seed
+``s + t * START_SEED_STRIDE``) and the start of lowest misfit kept. No fixed bound on the
+ratio tells a poor start alone: a good start scores 1.4-3.4 at 20 and 60 views but 3.9-12.7
+at 5, where TV fits the few rays very closely.
 
 A process keeps its last few starts (:data:`STARTS_KEPT`), keyed by everything a start
 depends on, so the fits of one image that share a network and a seed (Table 1's BBB and
@@ -69,7 +69,6 @@ weights (about 0.3 MB for width 128, depth 3)."""
 START_SEED_STRIDE = 1_000_003
 """Try t of a start from seed s draws its initial weights and pixel batches from seed
 ``s + t * START_SEED_STRIDE``: far from the seeds ``s + k`` of an ensemble's other members."""
-
 
 START_KEYS = ("start_misfit_ratio", "start_chosen")
 """The keys of a start in a run's configuration record (:meth:`Start.record`)."""
