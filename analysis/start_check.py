@@ -12,7 +12,8 @@ the worst seed with the median, one fit each way::
 
     python analysis/start_check.py --dataset "real CT" --views 60 --split val --fit
 
-Writes ``analysis/results/table1_cpu/starts_DATA_Vv_SPLIT.md``.
+Writes ``analysis/results/table1_cpu/starts_DATA_Vv_SPLIT.md`` (``..._fitted.md`` with
+``--fit``).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{spread_line(best)}.", "",
                   "| seed | misfit / TV per try | PSNR, first fit | PSNR, best of tries |",
                   "|---|---|---|---|", *rows, ""]
-    path = OUT / f"starts_{dataset.key}_{args.views}v_{args.split}.md"
+    fitted = "_fitted" if args.fit else ""
+    path = OUT / f"starts_{dataset.key}_{args.views}v_{args.split}{fitted}.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     print(f"wrote {path}")
