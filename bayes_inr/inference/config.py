@@ -77,9 +77,10 @@ class FitConfig:
                        "init; hmc/nuts: map (a MAP fit per chain), prior (the network init), "
                        "tv (TV with steps iterations) or a saved hmc/nuts run .nc (its last "
                        "draws)")
-    start_tries: int = _field(1, "init tv: fits of a network to the TV image, each from "
-                              "other initial weights; the start is the one whose image "
-                              "explains the sinogram best (a slow fit leaves a poorer start)")
+    start_tries: int = _field(1, "init tv: fits of the network to the TV image, the first "
+                              "from the seed's initial weights, the others from other "
+                              "weights; the start kept is the one whose image explains the "
+                              "sinogram best (a slow fit leaves a poorer start)")
     step_size: float = _field(1.0, "hmc/nuts: initial leapfrog step size (adapted in warmup)")
     num_steps: int = _field(20, "hmc: leapfrog steps per transition, kept fixed while the step "
                             "size adapts; 0: use trajectory_length")

@@ -28,9 +28,8 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
     ``steps`` Adam steps) from each of those, so that chains start at different
     optima. ``"tv"``: every chain at the TV solution
     (:func:`~bayes_inr.inference.tv_start.tv_start`, ``steps`` iterations; a network
-    fitted to it from seed ``seed``, the best of ``start_tries`` fits). A
-    path to a saved hmc/nuts run: that run's last draws, chain by chain (cycled when it has
-    fewer chains).
+    fitted to it from seed ``seed``, the best of ``start_tries`` fits). A path to a saved
+    hmc/nuts run: that run's last draws, chain by chain (cycled when it has fewer chains).
     """
     if init.endswith(".nc"):
         last = last_draws(posterior.load(init))
