@@ -65,7 +65,8 @@ def data_misfit(images, sinogram, operator: RadonOperator) -> np.ndarray:
     """The mean squared residual per ray of each image (..., y, x) against ``sinogram``,
     shape ``images.shape[:-2]``; the images are projected in one batch."""
     with torch.no_grad():
-        projected = operator(torch.as_tensor(np.asarray(images), dtype=operator.dtype))
+        projected = operator(torch.as_tensor(np.asarray(images), dtype=operator.dtype,
+                                             device=operator.device))
     residual = projected.cpu().numpy().astype(np.float64) - np.asarray(sinogram, np.float64)
     return np.mean(residual ** 2, axis=(-2, -1))
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError
+from ..evaluation.misfit import data_misfit
 from ..model.ctmodel import CTModel
 from ..model.gop import PixelGrid
 from ..model.inr import INR
@@ -192,19 +193,15 @@ def _kept(cache: OrderedDict, key: str, make):
     return cache[key]
 
 
-def _misfit(model: CTModel, image: torch.Tensor) -> float:
-    """The mean squared sinogram residual of ``image`` (N, N) under ``model``'s operator."""
+def _scored(model: CTModel, params: dict[str, torch.Tensor], image: np.ndarray) -> Start:
+    """``params`` as the first try's :class:`Start`: the misfit of its image over that of the
+    TV image ``image`` (:func:`~bayes_inr.evaluation.misfit.data_misfit`, both projected in
+    one batch)."""
     with torch.no_grad():
-        residual = model.operator(image.to(model.operator.dtype)) - model.sinogram
-    return float(torch.mean(residual.double() ** 2))
-
-
-def _scored(model: CTModel, params: dict[str, torch.Tensor], reference: float) -> Start:
-    """``params`` as the first try's :class:`Start`, its misfit over ``reference`` (the TV
-    image's)."""
-    with torch.no_grad():
-        rendered = model.inr.render(params).reshape(model.operator.geometry.image_shape)
-    return Start(params, _misfit(model, rendered) / reference, 0)
+        rendered = model.inr.render(params).reshape(image.shape).cpu().numpy()
+    start, tv = data_misfit(np.stack([rendered, image]), model.sinogram.cpu().numpy(),
+                            model.operator)
+    return Start(params, float(start / max(tv, np.finfo(np.float64).tiny)), 0)
 
 
 def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0, tries: int = 1
@@ -231,11 +228,9 @@ def tv_start(model: CTModel, iterations: int = TV_ITERATIONS, seed: int = 0, tri
     def make() -> Start:
         image = _kept(_images, _image_key(model, iterations),
                       lambda: tv_image(model, iterations))
-        reference = max(_misfit(model, torch.as_tensor(image, device=model.sinogram.device)),
-                        torch.finfo(torch.float64).tiny)
         fitted = (model.inr.params_of(image) if grid
                   else fit_to_image(model.inr, params, image, seed=seed))
-        return _scored(model, fitted, reference)
+        return _scored(model, fitted, image)
 
     start = _kept(_starts, _start_key(model, iterations, seed, params), make)
     return replace(start, params={name: value.clone() for name, value in start.params.items()})
