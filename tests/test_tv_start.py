@@ -193,3 +193,23 @@ def test_a_fit_records_its_start(monkeypatch):
     assert good["start_chosen"] == 1
     assert good["start_misfit_ratio"] < poor["start_misfit_ratio"] / 5
     assert good["start_tries"] == 2
+
+
+def test_a_chain_from_init_tv_records_its_start_and_keeps_it_on_resume(monkeypatch):
+    """NUTS from init tv stores its start like an SVI fit (two tries pass over a failed
+    first fit), and a resumed run keeps the start it did not redo."""
+    from bayes_inr.posterior import config as run_config
+
+    sample = phantom_sample(2, 12, 24)
+    config = FitConfig(**SMALL | {"inference": "nuts", "init": "tv", "start_tries": 2,
+                                  "warmup": 4, "draws": 2, "max_tree_depth": 3})
+    seeds = _counted_fits(monkeypatch, {0})
+    first = fit(sample, config, progress=False)
+    stored = run_config(first)
+    # a failed fit (the initial weights) scores above 50 (the test above)
+    assert len(seeds) == 2 and stored["start_chosen"] == 1 and stored["start_misfit_ratio"] < 20
+    seeds.clear()
+    resumed = run_config(fit(sample, config, progress=False, resume=first))
+    assert not seeds  # no fit to the TV image on resume
+    assert {key: resumed[key] for key in ("start_chosen", "start_misfit_ratio")} == {
+        key: stored[key] for key in ("start_chosen", "start_misfit_ratio")}

@@ -53,7 +53,7 @@ from .svi import (
     load_checkpoint,
     save_checkpoint,
 )
-from .tv_start import START_KEYS, tv_start
+from .tv_start import recorded_start, tv_start
 
 DEFAULT_SIGMA = 0.01
 RESUME_MAY_CHANGE = ("threads", "workers", "checkpoint_every")
@@ -215,8 +215,7 @@ def _run_svi(method: SVIFit, sample: Sample, config: FitConfig, model: CTModel, 
             else:
                 start_weights = model.init_params(config.seed)
                 if resume is not None:  # the start of the fit resumed
-                    record.update({key: resume["config"][key] for key in START_KEYS
-                                   if key in resume["config"]})
+                    record.update(recorded_start(resume["config"]))
             guide = method.guide(model, start_weights, config)
             result = fit_svi(model, guide, steps=config.steps, lr=config.lr,
                              lr_final=config.lr_final, kl_factor=method.kl_factor(config),
@@ -315,7 +314,9 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
     if settings.mass_matrix == "gauss_newton":
         mcmc.check_dense(potential)  # before the start points' MAP fits
     if resume is not None:
-        check_resumable(posterior.config(resume), record)
+        stored = posterior.config(resume)
+        check_resumable(stored, record)
+        record.update(recorded_start(stored))
         sampler = mcmc.MCMCRun.from_inference_data(potential, settings, resume)
         earlier = float(posterior.run_attrs(resume).get("wall_time", 0.0))
     else:
@@ -323,7 +324,7 @@ def _run_mcmc(method: MCMCFit, sample: Sample, config: FitConfig, model: CTModel
             inits = mcmc.initial_points(potential, config.init, config.chains, config.seed,
                                        steps=config.steps, lr=config.lr,
                                        lr_final=config.lr_final, progress=progress,
-                                       start_tries=config.start_tries)
+                                       start_tries=config.start_tries, record=record)
         except KeyboardInterrupt:
             print(f"interrupted while computing the start points of {config.chains} chain(s) "
                   f"(--init {config.init}, {time.perf_counter() - start:.0f} s): no draws yet, "

@@ -75,6 +75,12 @@ START_KEYS = ("start_misfit_ratio", "start_chosen")
 """The keys of a start in a run's configuration record (:meth:`Start.record`)."""
 
 
+def recorded_start(stored: dict) -> dict:
+    """The start a run recorded in its configuration ``stored`` (the keys of
+    :data:`START_KEYS` it has): what a resumed run keeps of the start it does not redo."""
+    return {key: stored[key] for key in START_KEYS if key in stored}
+
+
 @dataclass(frozen=True)
 class Start:
     """A fit's start at the TV image.

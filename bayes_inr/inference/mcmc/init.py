@@ -20,7 +20,8 @@ from .run import STATE_PREFIX
 
 def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, *,
                    steps: int = 2000, lr: float = 1e-3, lr_final: float = 0.1,
-                   progress: bool = True, start_tries: int = 1) -> torch.Tensor:
+                   progress: bool = True, start_tries: int = 1,
+                   record: dict | None = None) -> torch.Tensor:
     """Start points (chains, dim) of the chains.
 
     ``init="prior"``: the network's initial weights with seed ``seed + chain`` (sigma at
@@ -28,8 +29,10 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
     ``steps`` Adam steps) from each of those, so that chains start at different
     optima. ``"tv"``: every chain at the TV solution
     (:func:`~bayes_inr.inference.tv_start.tv_start`, ``steps`` iterations; a network
-    fitted to it from seed ``seed``, the best of ``start_tries`` fits). A path to a saved
-    hmc/nuts run: that run's last draws, chain by chain (cycled when it has fewer chains).
+    fitted to it from seed ``seed``, the best of ``start_tries`` fits; its
+    :meth:`~bayes_inr.inference.tv_start.Start.record` goes into ``record`` when given). A
+    path to a saved hmc/nuts run: that run's last draws, chain by chain (cycled when it has
+    fewer chains).
     """
     if init.endswith(".nc"):
         last = last_draws(posterior.load(init))
@@ -39,8 +42,10 @@ def initial_points(potential: FlatPotential, init: str, chains: int, seed: int, 
         return last[torch.arange(chains) % last.shape[0]]
     check_choice("init", init, ("map", "prior", "tv"))
     if init == "tv":
-        start = potential.flatten(tv_start(potential.model, steps, seed, start_tries).params)
-        return start.expand(chains, -1).clone()
+        start = tv_start(potential.model, steps, seed, start_tries)
+        if record is not None:
+            record.update(start.record())
+        return potential.flatten(start.params).expand(chains, -1).clone()
     points = []
     for chain in range(chains):
         values = potential.model.init_params(seed + chain)
