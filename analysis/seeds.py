@@ -13,6 +13,11 @@ single fit started at TV could compare itself with). No fit is made: only ensemb
 runs whose config and data hashes are those of Table 1's rows are read::
 
     python analysis/seeds.py --table analysis/results/table1_cpu     # -> seeds.md
+
+Run files are not committed, so a checkout may hold the runs of some sections only. A
+section of the earlier ``seeds.md`` whose runs are absent is kept as it was, if Table 1's
+rows it was read from are still the table's (each section records their hashes; a section
+written before that is kept and says so), and dropped with a warning otherwise.
 """
 
 from __future__ import annotations
@@ -108,6 +113,49 @@ def collect(table: Path) -> list[dict]:
                                           r["image_id"]))
 
 
+def group_hashes(ensembles: dict) -> dict[str, str]:
+    """Section heading -> the config and data hashes of Table 1's ensemble rows it is read
+    from (``ensembles``: :func:`table_rows`), one string per section."""
+    groups: dict = {}
+    for (dataset, split, views, _), row in sorted(ensembles.items()):
+        groups.setdefault(heading(dataset, views, split), []).append(
+            f"{row['config_hash']}/{row['data_hash']}")
+    return {title: " ".join(hashes) for title, hashes in groups.items()}
+
+
+def heading(dataset: str, views: int, split: str) -> str:
+    """The heading of the section of one dataset, view count and split."""
+    return f"## {dataset}, {views} views, {split} split"
+
+
+HASHES = re.compile(r"<!-- table rows: (.*) -->")
+"""The line of a section that records the hashes of its Table 1 rows."""
+
+UNCHECKED = "Kept from an earlier `seeds.md` whose sections did not record their rows' hashes."
+
+
+def earlier_sections(path: Path, current: dict[str, str], written: set[str]
+                     ) -> tuple[dict[str, str], list[str]]:
+    """The sections of the earlier file ``path`` to keep: those not ``written`` now whose
+    recorded hashes equal ``current`` (heading -> hashes of Table 1's rows now), or that
+    recorded none (marked :data:`UNCHECKED`); and the headings of the stale ones dropped."""
+    if not path.is_file():
+        return {}, []
+    kept, stale = {}, []
+    for block in re.split(r"\n(?=## )", path.read_text())[1:]:
+        title, _, body = block.partition("\n")
+        if title in written:
+            continue
+        recorded = HASHES.search(body)
+        if recorded is None and title in current:
+            body = body.rstrip("\n") + f"\n\n{UNCHECKED}\n" if UNCHECKED not in body else body
+        elif recorded is None or recorded[1] != current.get(title):
+            stale.append(title)
+            continue
+        kept[title] = f"{title}\n{body.rstrip()}\n"
+    return kept, stale
+
+
 def _flag_summary(group: list[dict]) -> str:
     """How the misfit flags match the members more than 1 dB below their image's median,
     and the misfit over TV's of those members and of the others (a check a single fit
@@ -128,9 +176,12 @@ def _flag_summary(group: list[dict]) -> str:
             f"members, {span(over_tv.keys() - poor)} for the others.")
 
 
-def markdown(records: list[dict], table: Path) -> str:
-    """The seeds table, one section per dataset, view count and split."""
-    lines = [f"# Seeds of single fits, from `{table}`", "",
+def markdown(records: list[dict], table: Path, hashes: dict[str, str],
+             kept: dict[str, str] | None = None) -> str:
+    """The seeds table, one section per dataset, view count and split (``hashes``: see
+    :func:`group_hashes`), after them the ``kept`` sections of an earlier file (heading ->
+    text), in the order of their headings."""
+    head = [f"# Seeds of single fits, from `{table}`", "",
              "Written by `python analysis/seeds.py`. Each row is one image: the PSNR (dB) of",
              "the posterior mean of every member of Table 1's ensemble of the image (the same",
              "configuration, seeds 0, 1, ...), their median, and the worst member minus the",
@@ -145,10 +196,12 @@ def markdown(records: list[dict], table: Path) -> str:
     groups: dict = {}
     for r in records:
         groups.setdefault((r["dataset"], r["views"], r["split"]), []).append(r)
+    sections = dict(kept or {})
     for (dataset, views, split), group in groups.items():
         worst = min(group, key=lambda r: r["worst_first"])
         beyond = sum(r["worst_first"] < -1 for r in group)
-        lines += [f"## {dataset}, {views} views, {split} split", "",
+        title = heading(dataset, views, split)
+        lines = [title, "", f"<!-- table rows: {hashes[title]} -->", "",
                   f"The worst of seeds 0-{FIRST - 1} falls at most {-worst['worst_first']:.2f} "
                   f"dB below the median (image {worst['image_id']}): "
                   + (f"more than 1 dB on {beyond} of {len(group)} images." if beyond
@@ -164,8 +217,15 @@ def markdown(records: list[dict], table: Path) -> str:
                   f"{' '.join(f'{q:.2f}' for q in r['over_tv'])} | "
                   f"{r['median_first']:.2f} | {r['worst_first']:+.2f} | "
                   f"{r['median_all']:.2f} | {r['worst_all']:+.2f} |" for r in group]
-        lines.append("")
-    return "\n".join(lines)
+        sections[title] = "\n".join(lines) + "\n"
+    return "\n".join(head) + "\n" + "\n".join(
+        sections[title] for title in sorted(sections, key=_order))
+
+
+def _order(title: str) -> tuple:
+    """Sections by dataset, view count (as a number), then validation before test."""
+    dataset, views, split = re.fullmatch(r"## (.*), (\d+) views, (\w+) split", title).groups()
+    return dataset, int(views), split != "val"
 
 
 def main(argv=None) -> int:
@@ -176,6 +236,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         records = collect(args.table)
+        hashes = group_hashes(table_rows(args.table)[0])
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -184,9 +245,14 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     out = args.table / "seeds.md"
+    written = {heading(r["dataset"], r["views"], r["split"]) for r in records}
+    kept, stale = earlier_sections(out, hashes, written)
+    for title in stale:
+        print(f"warning: dropped the section '{title[3:]}' of the earlier {out}: its runs "
+              "are not here and Table 1's rows changed since", file=sys.stderr)
     with atomic_path(out) as tmp:
-        tmp.write_text(markdown(records, args.table))
-    print(f"wrote {out} ({len(records)} images)")
+        tmp.write_text(markdown(records, args.table, hashes, kept))
+    print(f"wrote {out} ({len(records)} images read, {len(kept)} earlier sections kept)")
     return 0
 
 

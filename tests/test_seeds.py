@@ -73,6 +73,10 @@ def test_member_psnrs_and_the_worst_against_the_median(tmp_path):
     assert seeds.main(["--table", str(tmp_path)]) == 0
     text = (tmp_path / "seeds.md").read_text()
     assert "## phantoms, 4 views, val split" in text
+    row = seeds.table_rows(tmp_path)[0][("phantoms", "val", V, 3)]
+    assert f"<!-- table rows: {row['config_hash']}/{row['data_hash']} -->" in text
+    assert seeds.main(["--table", str(tmp_path)]) == 0  # a rerun writes the same file
+    assert (tmp_path / "seeds.md").read_text() == text
     assert "falls at most 12.04 dB below the median (image 3): more than 1 dB on 1 of 1" in text
     poor = [q for q, p in zip(record["over_tv"], record["psnrs"], strict=True)
             if p < np.median(record["psnrs"]) - 1]
@@ -92,3 +96,26 @@ def test_runs_of_another_configuration_are_not_read(tmp_path, capsys):
     (tmp_path / "table1.csv").write_text("not,a\ntable,1\n")
     assert seeds.main(["--table", str(tmp_path)]) == 2
     assert "is not a Table 1 table" in capsys.readouterr().err
+
+
+def test_sections_whose_runs_are_absent_are_kept_only_while_their_rows_are(tmp_path):
+    """A section of the earlier seeds.md that is not written now is kept if its recorded
+    hashes are those of Table 1's rows now, kept and marked if it recorded none, and
+    dropped if its rows changed or left the table."""
+    def section(title, hashes=None):
+        marker = f"<!-- table rows: {hashes} -->\n\n" if hashes else ""
+        return f"## {title}\n\n{marker}The worst ...\n\n| image |\n|---|\n| 0 |\n"
+
+    titles = [f"phantoms, {v} views, val split" for v in (5, 20, 40, 60, 80)]
+    (tmp_path / "seeds.md").write_text("# Seeds\n\nintro\n\n" + "\n".join([
+        section(titles[0], "a/x b/x"), section(titles[1], "c/x"), section(titles[2]),
+        section(titles[3]), section(titles[4], "e/x")]))
+    current = {f"## {t}": h for t, h in zip(titles, ("a/x b/x", "c/y", "d/x", None, "e/x"),
+                                            strict=True) if h}
+    kept, stale = seeds.earlier_sections(tmp_path / "seeds.md", current,
+                                         written={f"## {titles[4]}"})
+    assert list(kept) == [f"## {titles[0]}", f"## {titles[2]}"]
+    assert seeds.UNCHECKED in kept[f"## {titles[2]}"]
+    assert seeds.UNCHECKED not in kept[f"## {titles[0]}"]
+    assert stale == [f"## {titles[1]}", f"## {titles[3]}"]  # rows changed; rows gone
+    assert seeds.earlier_sections(tmp_path / "absent.md", current, set()) == ({}, [])
