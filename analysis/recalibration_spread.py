@@ -25,6 +25,7 @@ scores are skipped (and counted). Writes ``analysis/results/recalibration/spread
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bayes_inr.core.atomic import atomic_path
+from bayes_inr.core.errors import InputError
 from bayes_inr.data.benchmark import benchmark_ids, load_benchmark
 
 CALIBRATIONS = Path("analysis/results/recalibration")
@@ -73,7 +75,8 @@ def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     tables: dict[str, list[str]] = {form: [] for form in FORMS.values()}
     tests: dict[str, int] = {}
     counts = {form: [0, 0] for form in FORMS.values()}  # images at ECE <= 0.03, images
@@ -82,14 +85,19 @@ def main() -> int:
         suffix = next((s for s in FORMS if path.stem.endswith(s)), None)
         if suffix is None:
             continue
-        calibration = json.loads(path.read_text())
-        if not calibration.get("held_out"):
-            skipped += 1
-            continue
-        dataset = calibration["dataset"]
-        if dataset not in tests:
-            tests[dataset] = len(benchmark_ids(load_benchmark(dataset), "test"))
-        r = row(calibration, tests[dataset])
+        try:
+            calibration = json.loads(path.read_text())
+            if not calibration.get("held_out"):
+                skipped += 1
+                continue
+            dataset = calibration["dataset"]
+            if dataset not in tests:
+                tests[dataset] = len(benchmark_ids(load_benchmark(dataset), "test"))
+            r = row(calibration, tests[dataset])
+        except (ValueError, KeyError, TypeError, AttributeError, InputError) as err:
+            print(f"error: {path} is not a calibration file of this package "
+                  f"({type(err).__name__}: {err})", file=sys.stderr)
+            return 2
         form = FORMS[suffix]
         counts[form][0] += r["ece_met"]
         counts[form][1] += r["n"]

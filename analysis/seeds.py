@@ -128,6 +128,9 @@ def heading(dataset: str, views: int, split: str) -> str:
     return f"## {dataset}, {views} views, {split} split"
 
 
+SECTION = re.compile(r"## (.*), (\d+) views, (\w+) split")
+"""A section's heading (:func:`heading`): dataset, view count and split."""
+
 HASHES = re.compile(r"<!-- table rows: (.*) -->")
 """The line of a section that records the hashes of its Table 1 rows."""
 
@@ -138,13 +141,17 @@ def earlier_sections(path: Path, current: dict[str, str], written: set[str]
                      ) -> tuple[dict[str, str], list[str]]:
     """The sections of the earlier file ``path`` to keep: those not ``written`` now whose
     recorded hashes equal ``current`` (heading -> hashes of Table 1's rows now), or that
-    recorded none (marked :data:`UNCHECKED`); and the headings of the stale ones dropped."""
+    recorded none (marked :data:`UNCHECKED`); and the headings of the others, dropped (stale
+    ones, and headings this script does not write)."""
     if not path.is_file():
         return {}, []
     kept, stale = {}, []
     for block in re.split(r"\n(?=## )", path.read_text())[1:]:
         title, _, body = block.partition("\n")
         if title in written:
+            continue
+        if not SECTION.fullmatch(title):  # not a section this script writes
+            stale.append(title)
             continue
         recorded = HASHES.search(body)
         if recorded is None and title in current:
@@ -224,7 +231,7 @@ def markdown(records: list[dict], table: Path, hashes: dict[str, str],
 
 def _order(title: str) -> tuple:
     """Sections by dataset, view count (as a number), then validation before test."""
-    dataset, views, split = re.fullmatch(r"## (.*), (\d+) views, (\w+) split", title).groups()
+    dataset, views, split = SECTION.fullmatch(title).groups()
     return dataset, int(views), split != "val"
 
 
@@ -249,7 +256,8 @@ def main(argv=None) -> int:
     kept, stale = earlier_sections(out, hashes, written)
     for title in stale:
         print(f"warning: dropped the section '{title[3:]}' of the earlier {out}: its runs "
-              "are not here and Table 1's rows changed since", file=sys.stderr)
+              "are not here, and Table 1's rows changed since or it is no section of this "
+              "script", file=sys.stderr)
     with atomic_path(out) as tmp:
         tmp.write_text(markdown(records, args.table, hashes, kept))
     print(f"wrote {out} ({len(records)} images read, {len(kept)} earlier sections kept)")

@@ -40,7 +40,13 @@ def test_the_table_from_calibration_files(tmp_path, monkeypatch, capsys):
     no usable file the script says so and exits 2."""
     monkeypatch.setattr(spread, "CALIBRATIONS", tmp_path)
     monkeypatch.setattr(spread, "OUT", tmp_path / "spread.md")
-    assert spread.main() == 2 and "no calibration file" in capsys.readouterr().err
+    assert spread.main([]) == 2 and "no calibration file" in capsys.readouterr().err
+    (tmp_path / "bad_symmetric.json").write_text("{not json")
+    assert spread.main([]) == 2 and "is not a calibration file" in capsys.readouterr().err
+    (tmp_path / "bad_symmetric.json").unlink()
+    with pytest.raises(SystemExit) as exit_:
+        spread.main(["--unknown"])
+    assert exit_.value.code == 2
     monkeypatch.setattr(spread, "benchmark_ids", lambda data, split: [5, 6, 7, 8, 9])
     monkeypatch.setattr(spread, "load_benchmark", lambda path: None)
     scores = held_out([0.02, 0.04, 0.05, 0.03, 0.06], [0.9, 0.88, 0.91, 0.93, 0.86])
@@ -48,7 +54,7 @@ def test_the_table_from_calibration_files(tmp_path, monkeypatch, capsys):
                        "bbb_phantom_20v": {"held_out": scores},  # residuals' form: not listed
                        "de2_phantom_20v_symmetric": {}}.items():  # no held-out scores
         (tmp_path / f"{name}.json").write_text(json.dumps(body | {"dataset": "d.nc"}))
-    assert spread.main() == 0
+    assert spread.main([]) == 0
     text = (tmp_path / "spread.md").read_text()
     assert "| bbb_phantom_20v | 0.040 (0.020) | 2 of 5 |" in text
     assert "skipped: 1." in text and "de2_phantom" not in text

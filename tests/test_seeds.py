@@ -109,7 +109,7 @@ def test_sections_whose_runs_are_absent_are_kept_only_while_their_rows_are(tmp_p
     titles = [f"phantoms, {v} views, val split" for v in (5, 20, 40, 60, 80)]
     (tmp_path / "seeds.md").write_text("# Seeds\n\nintro\n\n" + "\n".join([
         section(titles[0], "a/x b/x"), section(titles[1], "c/x"), section(titles[2]),
-        section(titles[3]), section(titles[4], "e/x")]))
+        section(titles[3]), section(titles[4], "e/x"), "## notes by hand\n\ntext\n"]))
     current = {f"## {t}": h for t, h in zip(titles, ("a/x b/x", "c/y", "d/x", None, "e/x"),
                                             strict=True) if h}
     kept, stale = seeds.earlier_sections(tmp_path / "seeds.md", current,
@@ -117,5 +117,6 @@ def test_sections_whose_runs_are_absent_are_kept_only_while_their_rows_are(tmp_p
     assert list(kept) == [f"## {titles[0]}", f"## {titles[2]}"]
     assert seeds.UNCHECKED in kept[f"## {titles[2]}"]
     assert seeds.UNCHECKED not in kept[f"## {titles[0]}"]
-    assert stale == [f"## {titles[1]}", f"## {titles[3]}"]  # rows changed; rows gone
+    # rows changed; rows gone; not a section of the script
+    assert stale == [f"## {titles[1]}", f"## {titles[3]}", "## notes by hand"]
     assert seeds.earlier_sections(tmp_path / "absent.md", current, set()) == ({}, [])
