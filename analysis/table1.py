@@ -16,7 +16,8 @@ TV's own objective: TV's validated weight and iterations for the dataset and vie
 temperature sigma of ``models/btv_V.toml``, or of ``models/btv_real_V.toml`` on real CT), BBB,
 MCD with per-pixel
 masks (the authors' ``F.dropout`` noise injection; the member of the deep ensemble),
-MCD with one mask per draw (the Gal and Ghahramani posterior), a deep ensemble of
+MCD with one mask per draw (the Gal and Ghahramani posterior; ``models/mcd_image_V.toml``,
+the per-pixel configuration at a dropout rate swept for one mask), a deep ensemble of
 ``--members`` per-pixel MCD learners (DE-N for N in 2, 5, 10 up to that; members are
 ``models/mcd_V.toml`` with seeds seed + k; where a dataset names ranked configurations for
 a view count, also the top N distinct configurations of a validation sweep, one seed each:
@@ -370,8 +371,8 @@ def jobs(sample: Sample, dataset: DataSet, views: int, profile: Profile,
     bbb = dataset_tv(model_config("bbb", views, profile.overrides, dataset.data), dataset,
                      views, profile)
     out.append(Job("bbb", bbb, lambda: fit(sample, bbb, False), (("BBB", _whole),)))
-    image_mcd = dataset_tv(model_config("mcd", views, profile.overrides, dataset.data),
-                           dataset, views, profile).replace(dropout_scope="image")
+    image_mcd = dataset_tv(model_config("mcd_image", views, profile.overrides, dataset.data),
+                           dataset, views, profile)
     out.append(Job("mcd_image", image_mcd, lambda: fit(sample, image_mcd, False),
                    ((MCD_LABELS["image"], _whole),)))
     seeds = ensemble_job(sample, "de", members, lambda n: f"DE-{n}", profile.workers, store)
@@ -562,12 +563,15 @@ Notes.
   at 512 and block-averaged, sinograms made with the reconstruction operator, no noise;
   `data/benchmark_256.nc`). TV's weight and iterations are validated on these data; the
   INRs run their 128 x 128 configurations at that TV weight (their TV start and factor).
-- MCD, per-pixel masks: the authors' `F.dropout` on a batch of coordinates (noise injection
-  around one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask
-  per draw: the Gal and Ghahramani posterior (one function per draw), the same
-  configuration with `dropout_scope = "image"`. DE-N: the first N per-pixel MCD members
-  (one configuration, seeds seed + k). `DE-N, top N`: the N best distinct configurations of
-  a validation sweep, one seed each (seeds seed + k), as the paper's ensembles were built;
+- MCD, per-pixel masks: the authors' `F.dropout` on a batch of coordinates (noise injection around
+  one estimate, not a posterior); the paper's MCD row sits beside it. MCD, one mask per draw:
+  the Gal and Ghahramani posterior (one function per draw), the per-pixel row's configuration
+  with `dropout_scope = "image"` at a dropout rate swept on validation for one mask
+  (models/mcd_image_20.toml p 0.005, mcd_image_5 p 0.2, mcd_image_real_20 p 0.02,
+  mcd_image_real_60 p 0.005; sweeps mcd_image_20, mcd_image_5, mcd_image_real_20, _60). DE-N:
+  the first N per-pixel MCD members (one configuration, seeds seed + k). `DE-N, top N`: the N
+  best distinct configurations of a validation sweep, one seed each (seeds seed + k), as the
+  paper's ensembles were built;
   phantoms at 20 views (profile `cpu`): the pooled Fourier-scale sweeps of mcd_20
   (sweeps mcd_tvstart_omega_20 and mcd_tvstart_omega_low_20, ranked by object CRPS:
   `models/de_phantoms_20/`, omega0 1, 1.5, 2, 4 and 2 at twice TV's weight); real CT at 20
@@ -594,8 +598,6 @@ Notes.
   TV image too, with the guide's initial scale chosen on validation: phantoms bbb_20.toml
   and bbb_5.toml (sweeps bbb_tvstart_20, bbb_tvstart_5), real CT bbb_real_20.toml and
   bbb_real_60.toml (bbb_real_tvstart_20, _60).
-  MCD with one mask per draw uses the per-pixel row's configuration (chosen on validation
-  for per-pixel masks), not one tuned for itself.
 """
 
 

@@ -24,6 +24,16 @@ def test_every_models_file_is_shipped_under_its_name():
     assert set(configs.shipped("sweeps")) == {n for n in expected if n.startswith("sweeps/")}
 
 
+@pytest.mark.parametrize("pixel", ["mcd_20", "mcd_5", "mcd_real_20", "mcd_real_60"])
+def test_one_mask_configurations_are_their_per_pixel_sibling_at_another_rate(pixel):
+    """``mcd_image_*`` was swept over the dropout rate alone from its per-pixel sibling: a
+    change to the sibling that the one-mask file does not follow fails here."""
+    pixel_config = load_config(pixel)
+    image = load_config(pixel.replace("mcd", "mcd_image", 1))
+    assert (pixel_config.dropout_scope, image.dropout_scope) == ("pixel", "image")
+    assert image.replace(dropout=pixel_config.dropout, dropout_scope="pixel") == pixel_config
+
+
 def test_names_resolve_outside_the_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     by_name = load_config("mcd_20")

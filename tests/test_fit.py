@@ -8,6 +8,7 @@ import torch
 from pyro import poutine
 
 from bayes_inr import posterior
+from bayes_inr.core.errors import InputError
 from bayes_inr.data.images import example_dicom_path
 from bayes_inr.data.sample import phantom_sample
 from bayes_inr.evaluation.metrics import psnr, score
@@ -174,12 +175,26 @@ def test_cli_end_to_end_and_bad_input(tmp_path, capsys):
     cases = [["--inference", "svgd"], ["--views", "0"], ["--config", str(tmp_path / "no.toml")],
              ["--sinogram", str(bad_sino), "--size", "24"],
              ["--sinogram", str(bad_sino)], ["--dataset", str(tmp_path / "x.nc")],
-             ["--image", str(tmp_path / "missing.png")], ["--device", "tpu"]]
+             ["--image", str(tmp_path / "missing.png")], ["--device", "tpu"],
+             ["--inference", "mcd", "--dropout", "0.001"]]
     for extra in cases:
         capsys.readouterr()
         assert main(args + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err, (extra, err)
+
+
+def test_dropout_rates_the_masks_cannot_draw_are_refused(sample32):
+    """Masks draw at multiples of 1/256: 0.002 and 0.005 are both drawn at 1/256, while a
+    rate nearer 0 than 1/512 (which would silently become 1/256 too) is refused."""
+    keeps = {p: build_model(sample32, FitConfig(inference="mcd", depth=2, width=8,
+                                                dropout=p)).unit_masks()["layer1.mask"].keep
+             for p in (0.002, 0.005, 0.01)}
+    assert keeps[0.002] == keeps[0.005] == 255 / 256 and keeps[0.01] == 253 / 256
+    for p in (1e-4, 0.0019, 0.999):
+        with pytest.raises(InputError, match="multiples of 1/256"):
+            FitConfig(inference="mcd", dropout=p)
+    assert not build_model(sample32, FitConfig(inference="mcd", dropout=0.0)).unit_masks()
 
 
 def test_config_files(tmp_path):

@@ -111,7 +111,7 @@ def test_a_duplicate_or_incomplete_method_is_refused(low_rank):
 @pytest.mark.parametrize(("method", "views", "expected"), [
     ("mcd", 20, "mcd_20"), ("mcd", 10, "mcd_20"), ("mcd", 30, "mcd_20"), ("mcd", 9, "mcd_5"),
     ("mcd", 3, "mcd_5"), ("bbb", 12, "bbb_20"), ("hmc", 6, "hmc_5"), ("btv", 5, "btv_20"),
-    ("nuts", 20, None),
+    ("nuts", 20, None), ("mcd_image", 20, "mcd_image_20"), ("mcd_image", 6, "mcd_image_5"),
     ("ensemble", 20, None),
 ])
 def test_the_validated_configuration_nearest_a_view_count(method, views, expected):
@@ -125,6 +125,7 @@ def test_the_validated_configuration_nearest_a_view_count(method, views, expecte
     ("mcd", 5, "mcd_5"),  # the nearer view count wins over the data's own family
     ("bbb", 20, "bbb_real_20"), ("bbb", 60, "bbb_real_60"), ("bbb", 5, "bbb_5"),
     ("hmc", 20, "hmc_20"),  # no real-CT file: the method's own
+    ("mcd_image", 20, "mcd_image_real_20"), ("mcd_image", 60, "mcd_image_real_60"),
 ])
 def test_real_data_take_the_configurations_chosen_on_real_ct(method, views, expected):
     assert validated(method, views, "real") == expected
@@ -145,6 +146,18 @@ def test_without_config_the_cli_uses_the_validated_configuration(tmp_path, capsy
                  "--overwrite"]) == 0
     assert "config:" not in capsys.readouterr().out
     assert run_attrs_config(out)["omega0"] == FitConfig().omega0  # the bare default
+
+
+def test_one_mask_per_draw_takes_its_own_validated_configuration(tmp_path, capsys):
+    tiny = ["--size", "16", "--views", "20", "--steps", "2", "--draws", "2", "--width", "8",
+            "--depth", "1", "--quiet", "--threads", "1", "--inference", "mcd"]
+    out = tmp_path / "run.nc"
+    assert main([*tiny, "--dropout-scope", "image", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("config: mcd_image_20 (shipped")
+    assert run_attrs_config(out)["dropout"] == load_config("mcd_image_20").dropout
+    assert main([*tiny, "--out", str(out), "--overwrite"]) == 0  # the control: per-pixel
+    assert capsys.readouterr().out.startswith("config: mcd_20 (shipped")
+    assert load_config("mcd_image_20").dropout != load_config("mcd_20").dropout
 
 
 def test_an_image_takes_the_configuration_chosen_on_real_ct(tmp_path, capsys):

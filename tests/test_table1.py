@@ -156,6 +156,7 @@ def test_nearest_validated_views():
     assert [table1.validated("mcd", v) for v in (5, 8, 13, 20, 60)] == [
         "mcd_5", "mcd_5", "mcd_20", "mcd_20", "mcd_20"]
     assert table1.model_config("mcd", 60, {}).dropout_scope == "pixel"
+    assert table1.model_config("mcd_image", 5, {}).dropout_scope == "image"
     # real CT takes the files chosen on the real-CT slices, as the fit command does
     real = table1.member_configs(60, 2, {}, "real")
     assert [m.dropout for m in real] == [table1.model_config("mcd", 60, {}, "real").dropout] * 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, check_choice
 from ..model.catalog import resolve
-from ..model.ctmodel import DROPOUT_SCOPES
+from ..model.ctmodel import DROPOUT_SCOPES, check_dropout
 from ..model.inr import Architecture
 from ..model.priors import as_prior
 from .mcmc.settings import MASS_MATRICES
@@ -115,8 +115,7 @@ class FitConfig:
         check_choice("dropout_scope", self.dropout_scope, DROPOUT_SCOPES)
         check_choice("tv_units", self.tv_units, TV_UNITS)
         check_choice("mass_matrix", self.mass_matrix, MASS_MATRICES)
-        if not 0 <= self.dropout < 1:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_dropout(self.dropout)
         check_choice("member_inference", self.member_inference, method_names(member=True))
         for name in ("steps", "draws", "particles", "thin", "chains", "max_tree_depth",
                      "checkpoint_every", "members", "workers", "start_tries"):

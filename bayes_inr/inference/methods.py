@@ -61,6 +61,12 @@ class MCD(SVIFit):
     def guide(self, model: CTModel, init: dict[str, torch.Tensor], config: FitConfig):
         return DropoutGuide(model, init)
 
+    def shipped_names(self, overrides: Mapping[str, Any]) -> tuple[str, ...]:
+        # one mask per draw has its own validated rates (models/mcd_image_V.toml)
+        if overrides.get("dropout_scope") == "image":
+            return ("mcd_image", self.name)
+        return (self.name,)
+
 
 class HMC(MCMCFit):
     """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (or a fixed

@@ -36,25 +36,44 @@ from .priors import Prior, as_prior, site_distribution
 DROPOUT_SCOPES = ("image", "pixel")
 
 
+MASK_LEVELS = 256  # masks compare 8-bit random integers with a threshold (UnitMasks)
+
+
+def check_dropout(p: float) -> None:
+    """Refuse (:class:`InputError`) a dropout probability the masks cannot draw: outside
+    [0, 1), or nonzero and within 1/512 of 0 or of 1, where :class:`UnitMasks` would
+    silently draw at 1/256 (or 255/256) instead. 0 turns dropout off."""
+    if not 0 <= p < 1:
+        raise InputError(f"dropout must be in [0, 1), got {p}")
+    edge = 1 / (2 * MASK_LEVELS)
+    if 0 < p < edge or p > 1 - edge:
+        raise InputError(
+            f"dropout {p:g}: masks are drawn at multiples of 1/{MASK_LEVELS}, so the "
+            f"rates nearest 0 and 1 are 1/{MASK_LEVELS} = {1 / MASK_LEVELS:.4f} and "
+            f"{MASK_LEVELS - 1}/{MASK_LEVELS}; give a rate in [{edge:.5f}, {1 - edge:.5f}] "
+            "or 0 for no dropout")
+
+
 class UnitMasks(TorchDistribution):
     """Independent Bernoulli(keep) units of one shape, as a single event.
 
-    Per-pixel masks need millions of draws per step, so sampling compares 8-bit random
-    integers (eight per 64-bit draw of the generator) with a threshold: ``keep`` is
-    rounded to a multiple of 1/256 (at most 0.002 off), and that rounded value is the
-    distribution's ``keep`` (p = 0.1 becomes 0.1016). Draws are 0/1 in ``dtype``
-    (multiplying activations by a boolean tensor takes torch's casting path, about 4x
-    slower forward and backward). The log density depends on the mask only through the
-    number of kept units, ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an
-    elementwise Bernoulli density over (pixels x width) units.
+    Per-pixel masks need millions of draws per step, so sampling compares 8-bit random integers
+    (eight per 64-bit draw of the generator) with a threshold: ``keep`` is rounded to a multiple
+    of 1/256 (at most 1/512 off for the rates :func:`check_dropout` accepts), and that rounded
+    value is the distribution's ``keep`` (p = 0.1 becomes 0.1016; p = 0.005 and p = 0.002 both
+    become 1/256 = 0.0039). Draws are 0/1 in ``dtype`` (multiplying activations by a boolean
+    tensor takes torch's casting path, about 4x slower forward and backward). The log density
+    depends on the mask only through the number of kept units,
+    ``k log(keep) + (n - k) log(1 - keep)``: one sum instead of an elementwise Bernoulli
+    density over (pixels x width) units.
     """
 
     arg_constraints = {}
     support = constraints.independent(constraints.boolean, 2)
 
     def __init__(self, keep: float, shape: tuple[int, int], dtype=torch.float32, device=None):
-        self.threshold = min(max(round(keep * 256), 1), 255) - 128
-        self.keep = (self.threshold + 128) / 256
+        self.threshold = min(max(round(keep * MASK_LEVELS), 1), MASK_LEVELS - 1) - 128
+        self.keep = (self.threshold + 128) / MASK_LEVELS
         self.dtype, self.device = dtype, device
         super().__init__(torch.Size(), torch.Size(shape), validate_args=False)
 
@@ -165,8 +184,7 @@ class CTModel:
         operator.geometry.check_sinogram(sinogram)
         if not sigma > 0:
             raise InputError(f"sigma must be positive, got {sigma}")
-        if not 0 <= dropout < 1:
-            raise InputError(f"dropout probability must be in [0, 1), got {dropout}")
+        check_dropout(dropout)
         check_choice("dropout_scope", dropout_scope, DROPOUT_SCOPES)
         check_choice("tv_norm", tv_norm, TV_NORMS)
         if not tv_smoothing >= 0:
