@@ -438,6 +438,13 @@ def run_path(runs: Path, stem: str, dataset: DataSet, views: int, image_id: int)
     return runs / f"{stem}_{dataset.key}_{views}v_{image_id}.nc"
 
 
+def scored_air_level(row: dict) -> float:
+    """The air level a row of an earlier table was scored at: 0 for a row scored before the
+    level was recorded (None, or NaN as :func:`read_rows` reads an empty or "nan" cell)."""
+    level = row.get("air_level")
+    return 0.0 if level is None or np.isnan(level) else float(level)
+
+
 def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profile: Profile,
               runs: Path, members: list[FitConfig], split: str = "test",
               done: dict | None = None, ranked: list[FitConfig] | None = None,
@@ -466,7 +473,7 @@ def run_image(sample: Sample, dataset: DataSet, views: int, image_id: int, profi
         earlier = [done.get((*key, label)) for label, _, _ in wanted]
         if all(row is not None and all(row.get(k) == v for k, v in want.items())
                and (row.get("calibration_sha256") or None) == (recal and recal.sha256)
-               and float(row.get("air_level") or 0.0) == sample.air_level
+               and scored_air_level(row) == sample.air_level
                for row, (_, _, recal) in zip(earlier, wanted, strict=True)):
             rows += [dict(row) for row in earlier]
             continue
