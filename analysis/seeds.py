@@ -93,10 +93,11 @@ def runs_of(table: Path, pattern: str, wanted: dict) -> Iterator[tuple[tuple, ob
             yield key, idata
 
 
-def collect(table: Path) -> list[dict]:
+def collect(table: Path, rows: tuple[dict, dict] | None = None) -> list[dict]:
     """One record per image of Table 1 whose ensemble run is in ``TABLE/runs``; with its TV
-    run there, each member's misfit over the TV image's too."""
-    ensembles, tv_rows = table_rows(table)
+    run there, each member's misfit over the TV image's too (``rows``: :func:`table_rows` of
+    ``table``, read here when not given)."""
+    ensembles, tv_rows = rows or table_rows(table)
     tv = dict(runs_of(table, "tv_*.nc", tv_rows))  # one image each: small
     records = []
     for key, idata in runs_of(table, "de[0-9]*_*.nc", ensembles):  # ten members each: one by one
@@ -242,8 +243,9 @@ def main(argv=None) -> int:
                    help="a Table 1 output directory (table1.csv and runs/)")
     args = p.parse_args(argv)
     try:
-        records = collect(args.table)
-        hashes = group_hashes(table_rows(args.table)[0])
+        rows = table_rows(args.table)
+        records = collect(args.table, rows)
+        hashes = group_hashes(rows[0])
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
